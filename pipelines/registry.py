@@ -1,0 +1,190 @@
+"""ModelSpec manifests (assets/models/*.toml) -> what is usable now and why not, -> a loaded Engine."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "assets" / "models"
+BACKENDS = ("sd", "sdxl", "tiny")
+RANDOM_INITS = ("tiny", "full")
+
+
+class ModelError(Exception):
+    """A model cannot be listed or loaded; the message is meant for the person using the app."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One manifest. `components` maps a role (base, controlnet, taesd, lora, weights) to a hub id or a folder."""
+
+    name: str
+    title: str
+    backend: str
+    components: dict[str, str]
+    resolution: int = 512
+    steps: int = 1
+    allowed_steps: tuple[int, ...] = (1, 2, 3, 4)
+    dtype: str = "float16"
+    guidance: float = 0.0
+    random_init: str = ""
+    source: str = ""
+    licence: str = ""
+    download_gb: float = 0.0
+    min_vram_gb: float = 0.0
+    notes: str = ""
+    folder: Path = field(default=MODELS_DIR, compare=False)
+
+    def component_path(self, role: str) -> str:
+        """A component's hub id, or its folder resolved against the manifest's folder."""
+        value = self.components[role]
+        return str(resolve_local(value, self.folder)) if is_local(value) else value
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What `Registry.list()` says of one model. state: ready | downloadable | missing."""
+
+    spec: ModelSpec
+    state: str
+    reason: str
+
+
+def is_local(value: str) -> bool:
+    """Local folders are written ./x, ../x, /x or ~/x in manifests; anything else is a hub id (owner/name)."""
+    return value.startswith((".", "/", "~"))
+
+
+def resolve_local(value: str, folder: Path) -> Path:
+    return (folder / Path(value).expanduser()).resolve()
+
+
+def _as_steps(value) -> tuple[int, ...]:
+    steps = tuple(int(s) for s in value)
+    if not steps or any(s < 1 or s > 50 for s in steps):
+        raise ModelError(f"allowed_steps must be integers in 1..50, got {value!r}")
+    return steps
+
+
+def parse_manifest(path: Path) -> ModelSpec:
+    """Read and validate one manifest; unknown keys are an error so typos do not pass silently."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ModelError(f"{path.name}: cannot read manifest ({error})") from error
+    known = set(ModelSpec.__dataclass_fields__) - {"folder"}
+    unknown = set(data) - known
+    if unknown:
+        raise ModelError(f"{path.name}: unknown keys {sorted(unknown)}")
+    for key in ("name", "title", "backend", "components"):
+        if key not in data:
+            raise ModelError(f"{path.name}: missing key {key!r}")
+    if data["backend"] not in BACKENDS:
+        raise ModelError(f"{path.name}: backend must be one of {BACKENDS}, got {data['backend']!r}")
+    if data.get("random_init", "") not in ("", *RANDOM_INITS):
+        raise ModelError(f"{path.name}: random_init must be one of {RANDOM_INITS}")
+    if "allowed_steps" in data:
+        data["allowed_steps"] = _as_steps(data["allowed_steps"])
+    data["components"] = {str(k): str(v) for k, v in data["components"].items()}
+    return ModelSpec(**data, folder=path.parent)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        return any(repo.repo_id == repo_id for repo in scan_cache_dir().repos)
+    except Exception:  # no cache folder yet
+        return False
+
+
+class Registry:
+    """The models the app knows: manifests in `models_dir`; local paths must stay inside `allowed_roots`."""
+
+    def __init__(self, models_dir: Path = MODELS_DIR, allowed_roots: tuple[Path, ...] | None = None):
+        self.models_dir = Path(models_dir)
+        self.allowed_roots = tuple(Path(p).resolve() for p in (allowed_roots or (self.models_dir, ROOT / "assets")))
+        self._errors: dict[str, str] = {}
+
+    def specs(self) -> dict[str, ModelSpec]:
+        """All valid manifests by name; broken ones are remembered in `errors()`."""
+        specs, self._errors = {}, {}
+        for path in sorted(self.models_dir.glob("*.toml")):
+            try:
+                spec = parse_manifest(path)
+                self._check_paths(spec)
+                specs[spec.name] = spec
+            except ModelError as error:
+                self._errors[path.name] = str(error)
+        return specs
+
+    def errors(self) -> dict[str, str]:
+        return dict(self._errors)
+
+    def get(self, name: str) -> ModelSpec:
+        specs = self.specs()
+        if name not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            raise ModelError(f"unknown model {name!r}; known models: {known}")
+        return specs[name]
+
+    def _check_paths(self, spec: ModelSpec) -> None:
+        for role, value in spec.components.items():
+            if is_local(value):
+                path = resolve_local(value, spec.folder)
+                if not any(path.is_relative_to(root) for root in self.allowed_roots):
+                    raise ModelError(f"{spec.name}: component {role!r} points outside the allowed folders ({path})")
+
+    def status(self, spec: ModelSpec) -> ModelStatus:
+        """ready (everything on disk), downloadable (hub ids not cached, network allowed) or missing (why)."""
+        if spec.random_init:
+            return ModelStatus(spec, "ready", f"random weights ({spec.random_init}): tests the pipeline, draws noise")
+        missing_local, to_download = [], []
+        for role, value in spec.components.items():
+            if is_local(value):
+                if not resolve_local(value, spec.folder).exists():
+                    missing_local.append(f"{role} ({value})")
+            elif not _in_hub_cache(value):
+                to_download.append(value)
+        if missing_local:
+            return ModelStatus(spec, "missing", "files not on disk: " + ", ".join(missing_local))
+        if to_download and hub_offline():
+            return ModelStatus(spec, "missing", "not in the local cache and the hub is offline (HF_HUB_OFFLINE=1): "
+                               + ", ".join(to_download))
+        if to_download:
+            size = f", about {spec.download_gb:g} GB" if spec.download_gb else ""
+            return ModelStatus(spec, "downloadable", f"downloads on first use{size}: " + ", ".join(to_download))
+        return ModelStatus(spec, "ready", "all components on disk")
+
+    def list(self) -> list[ModelStatus]:
+        return [self.status(spec) for spec in self.specs().values()]
+
+    def default_name(self, cuda: bool) -> str:
+        """The model the app opens with: the first ready GPU model when CUDA is present, else the first ready one
+        that runs on a CPU (manifests with min_vram_gb = 0)."""
+        statuses = [s for s in self.list() if s.state == "ready"]
+        if not cuda:
+            statuses = [s for s in statuses if s.spec.min_vram_gb == 0]
+        ranked = sorted(statuses, key=lambda s: (bool(s.spec.random_init), -s.spec.min_vram_gb))
+        if not ranked:
+            raise ModelError("no model is usable offline on this machine; see the Models tab")
+        return ranked[0].spec.name
+
+    def load(self, name: str, device: str, dtype: str | None = None):
+        """Load a model's Engine. Refuses models that are not ready and cannot be downloaded."""
+        spec = self.get(name)
+        status = self.status(spec)
+        if status.state == "missing":
+            raise ModelError(f"{spec.title} cannot be loaded: {status.reason}")
+        if spec.backend in ("sd", "sdxl"):
+            from pipelines.sd_turbo import SDControlNetEngine
+
+            return SDControlNetEngine.load(spec, device=device, dtype=dtype or spec.dtype)
+        raise ModelError(f"{spec.name}: backend {spec.backend!r} is not available in this build")
