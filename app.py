@@ -1,0 +1,88 @@
+"""SketchSprint: `python app.py` starts the live sketch-to-image app (build_app for tests and embedding)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from pipelines.host import LiveHost
+from pipelines.registry import MODELS_DIR, ModelError, Registry
+from ui.layout import build_blocks
+from ui.live import LiveSessions
+
+log = logging.getLogger("sketchsprint")
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything build_app needs; main() fills it from flags."""
+
+    device: str = "cpu"
+    dtype: str | None = None
+    model: str | None = None
+    outputs: Path = ROOT / "outputs"
+    models_dir: Path = MODELS_DIR
+    preload: bool = True
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("no CUDA device: running on the CPU")
+        return "cpu"
+    return requested
+
+
+def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
+    """The app and its live-session service (so tests and benchmarks can reach both)."""
+    registry = Registry(config.models_dir)
+    cuda = config.device.startswith("cuda")
+    model = config.model
+    if model is not None and model not in registry.specs():
+        log.warning("unknown model %r; known: %s. Using the default.", model, ", ".join(sorted(registry.specs())))
+        model = None
+    model = model or registry.default_name(cuda)
+    host = LiveHost(registry, config.device, config.dtype)
+    if config.preload:
+        try:
+            host.engine(model)
+        except ModelError as error:
+            log.warning("could not preload %s: %s", model, error)
+    sessions = LiveSessions(host, model, config.outputs)
+    return build_blocks(sessions, registry, model), sessions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--model", default=None, help="model name from the Models tab (default: best usable)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default=None, choices=[None, "float32", "float16", "bfloat16"])
+    parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="history and exports folder")
+    parser.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = AppConfig(device=pick_device(args.device), dtype=args.dtype, model=args.model, outputs=args.outputs)
+    try:
+        demo, sessions = build_app(config)
+    except ModelError as error:
+        print(f"SketchSprint cannot start: {error}", file=sys.stderr)
+        return 2
+    log.info("model %s on %s", sessions.default_model, config.device)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                allowed_paths=[str(config.outputs)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""LiveHost: owns the device's engines and its single latest-wins worker; turns canvas requests into frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from pipelines.engine import Engine, Frame, GenResult, LatestWinsWorker, Request, Ticket, image_key
+from pipelines.preprocess import InputError, is_empty, sketch_to_scribble
+from pipelines.registry import ModelError, Registry
+
+MAX_PROMPT_CHARS = 2000
+MIN_RESOLUTION = 128
+
+
+def snap_resolution(resolution: int, native: int, multiple: int = 64) -> int:
+    """Clamp to [MIN_RESOLUTION, 2 x native] and round to the latent grid."""
+    resolution = max(MIN_RESOLUTION, min(int(resolution), 2 * native))
+    return max(multiple, round(resolution / multiple) * multiple)
+
+
+def _is_oom(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class LiveHost:
+    """One per device. Engines load lazily (one resident at a time) and every generation runs on the worker thread,
+    so the device is never oversubscribed however many tabs draw at once."""
+
+    def __init__(self, registry: Registry, device: str, dtype: str | None = None, max_engines: int = 1):
+        self.registry = registry
+        self.device = device
+        self.dtype = dtype
+        self.max_engines = max_engines
+        self._engines: dict[str, Engine] = {}
+        self._resolution_cap: dict[str, int] = {}
+        self._load_lock = threading.Lock()
+        self.worker = LatestWinsWorker(self._run)
+
+    def engine(self, name: str) -> Engine:
+        """The loaded engine for `name`, loading (and warming) it on first use; raises ModelError."""
+        with self._load_lock:
+            if name not in self._engines:
+                spec = self.registry.get(name)
+                while len(self._engines) >= self.max_engines:
+                    self._engines.pop(next(iter(self._engines)))
+                    self._free_device_memory()
+                engine = self.registry.load(name, self.device, self.dtype)
+                engine.warmup(spec.resolution)
+                self._engines[name] = engine
+            return self._engines[name]
+
+    def loaded(self) -> list[str]:
+        return list(self._engines)
+
+    def submit(self, request: Request) -> Ticket:
+        """Validate cheaply on the caller's thread, then queue; bad input is answered at once as an error frame."""
+        try:
+            self.registry.get(request.model)
+            if request.sketch.ndim != 3 or request.sketch.shape[2] != 3:
+                raise InputError("the sketch must be an RGB image")
+        except (ModelError, InputError) as error:
+            ticket = Ticket(request)
+            ticket._resolve(Frame(request.version, "error", message=str(error)))
+            return ticket
+        if not request.sketch_key:
+            request = replace(request, sketch_key=image_key(request.sketch))
+        return self.worker.submit(request)
+
+    def generate(self, request: Request, timeout: float | None = 120.0) -> Frame:
+        return self.submit(request).wait(timeout)
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def _free_device_memory(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _run(self, request: Request) -> GenResult:
+        t0 = time.perf_counter()
+        engine = self.engine(request.model)
+        notices = []
+        if is_empty(request.sketch):
+            notices.append("the canvas is empty: drawing from the prompt alone")
+        prompt_text = request.prompt
+        if len(prompt_text) > MAX_PROMPT_CHARS:
+            prompt_text = prompt_text[:MAX_PROMPT_CHARS]
+        resolution = snap_resolution(request.resolution, engine.native_resolution)
+        resolution = min(resolution, self._resolution_cap.get(request.model, resolution))
+        if resolution != request.resolution:
+            notices.append(f"resolution {request.resolution} -> {resolution}")
+        steps = request.steps if request.steps in engine.allowed_steps else engine.allowed_steps[0]
+        if steps != request.steps:
+            notices.append(f"{request.steps} steps not allowed for this model: using {steps}")
+        t1 = time.perf_counter()
+        prompt = engine.encode_prompt(prompt_text)
+        if prompt.truncated:
+            notices.append(f"prompt truncated to {prompt.n_tokens} tokens")
+        while True:
+            size = (resolution, resolution)
+            try:
+                scribble = sketch_to_scribble(request.sketch, size)
+                control = engine.encode_control(scribble, size)
+                result = engine.generate(prompt, control, seed=request.seed, steps=steps,
+                                         strength=request.strength, resolution=size)
+                break
+            except Exception as error:
+                if not _is_oom(error) or resolution // 2 < MIN_RESOLUTION:
+                    raise
+                self._free_device_memory()
+                smaller = snap_resolution(resolution // 2, engine.native_resolution)
+                notices.append(f"out of GPU memory at {resolution}x{resolution}: using {smaller}x{smaller}")
+                self._resolution_cap[request.model] = smaller
+                resolution = smaller
+        timings = {"preprocess": (t1 - t0) * 1e3, **result.timings, "host_total": (time.perf_counter() - t0) * 1e3}
+        notice = "; ".join(filter(None, [*notices, result.notice]))
+        return GenResult(result.image, timings, notice)
+
+
+def blank_sketch(size: int = 512) -> np.ndarray:
+    return np.full((size, size, 3), 255, np.uint8)

@@ -1,0 +1,82 @@
+"""Canvas or photo -> control image: decode, size limits, empty check, line extraction, scribble conversion."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# b batch, h w height width; images here are HxWx3 uint8 RGB unless said otherwise
+MAX_UPLOAD_SIDE = 2048
+MAX_UPLOAD_PIXELS = 100_000_000
+LINE_METHODS = ("none", "canny", "lineart")
+
+
+class InputError(ValueError):
+    """Bad user input; the message is shown to the person as it is."""
+
+
+def load_image(data: bytes, *, max_side: int = MAX_UPLOAD_SIDE) -> tuple[np.ndarray, str]:
+    """Decode an uploaded file to RGB, flattening alpha on white and downscaling huge images. Returns (rgb, notice)."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise InputError(f"image is {width}x{height}: more than {MAX_UPLOAD_PIXELS // 1_000_000} megapixels")
+            probe.draft("RGB", (max_side, max_side))
+            image = probe.convert("RGBA")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise InputError(f"not an image this app can read ({type(error).__name__})") from error
+    notice = ""
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        notice = f"downscaled from {width}x{height} to {image.width}x{image.height}"
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(background, image).convert("RGB")), notice
+
+
+def ink(rgb: np.ndarray) -> np.ndarray:
+    """How far each pixel is from white paper, 0..255 (a yellow stroke counts as fully inked)."""
+    return 255 - rgb.min(axis=2)
+
+
+def is_empty(rgb: np.ndarray, *, threshold: int = 24, min_fraction: float = 1e-4) -> bool:
+    """True when (almost) nothing is drawn on the white canvas."""
+    return float((ink(rgb) > threshold).mean()) < min_fraction
+
+
+def fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (h, w) with area averaging when shrinking."""
+    h, w = size
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (w, h), interpolation=interp)
+
+
+def sketch_to_scribble(rgb: np.ndarray, size: tuple[int, int], *, threshold: int | None = None) -> np.ndarray:
+    """Dark-on-white sketch -> white-on-black scribble control image at (h, w), as scribble ControlNets expect."""
+    lines = ink(fit(rgb, size))
+    if threshold is not None:
+        lines = np.where(lines > threshold, 255, 0).astype(np.uint8)
+    return np.repeat(lines[..., None], 3, axis=2)
+
+
+def extract_lines(rgb: np.ndarray, method: str) -> np.ndarray:
+    """Photo or drawing -> black lines on white, in the canvas's convention. method: none | canny | lineart."""
+    if method not in LINE_METHODS:
+        raise InputError(f"unknown line extractor {method!r}; choose one of {LINE_METHODS}")
+    if method == "none":
+        return rgb
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if method == "canny":
+        median = float(np.median(gray))
+        edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 0), int(max(0, 0.66 * median)), int(min(255, 1.33 * median)))
+    else:
+        # difference of a blurred copy and the image: dark thin structures survive, flat areas vanish
+        blurred = cv2.GaussianBlur(gray, (0, 0), 6.0).astype(np.float32)
+        edges = np.clip((blurred - gray.astype(np.float32)) * 4.0, 0, 255).astype(np.uint8)
+        edges = np.where(edges > 32, edges, 0).astype(np.uint8)
+    return np.repeat((255 - edges)[..., None], 3, axis=2)

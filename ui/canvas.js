@@ -1,0 +1,254 @@
+// The live canvas (runs as gr.HTML js_on_load; `element` and `server` are given by Gradio).
+// Streams JPEG snapshots while drawing (at most one request in flight, at most every THROTTLE_MS), sends the
+// pen-up snapshot at once, drops replies older than the shown frame, and sends nothing when nothing changed.
+const THROTTLE_MS = 30;
+const STORE_KEY = "sketchsprint.canvas";
+const UNDO_LIMIT = 50;
+
+const canvas = element.querySelector("#ss-canvas");
+const ctx = canvas.getContext("2d", { willReadFrequently: true });
+const out = element.querySelector("#ss-output");
+const hud = element.querySelector("#ss-hud");
+const notice = element.querySelector("#ss-notice");
+
+const sessionId = (() => {
+  let id = sessionStorage.getItem("sketchsprint.session");
+  if (!id) {
+    id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    sessionStorage.setItem("sketchsprint.session", id);
+  }
+  return id;
+})();
+
+const state = {
+  tool: "brush", color: "#000000", size: 6, drawing: false, last: null,
+  editVersion: 0, sentVersion: -1, paramsVersion: 0, sentParamsVersion: -1,
+  seq: 0, shownSeq: 0, inFlight: 0, lastSend: 0, lastEditTime: 0,
+  params: { prompt: "", seed: 0, lock: true, steps: 1, strength: 1.0, resolution: 512, model: "" },
+  undo: [], redo: [],
+};
+const stats = { frames: 0, stale: 0, errors: 0, s2p: [], engine: [], breakdown: [] };
+
+function fillWhite() {
+  ctx.save();
+  ctx.globalCompositeOperation = "source-over";
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.restore();
+}
+
+function save() {
+  try { localStorage.setItem(STORE_KEY, canvas.toDataURL("image/png")); } catch (e) { /* storage full: keep drawing */ }
+}
+
+function restore() {
+  fillWhite();
+  const data = localStorage.getItem(STORE_KEY);
+  if (!data) return;
+  const img = new Image();
+  img.onload = () => { ctx.drawImage(img, 0, 0, canvas.width, canvas.height); edited(); };
+  img.src = data;
+}
+
+function pushUndo() {
+  state.undo.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
+  if (state.undo.length > UNDO_LIMIT) state.undo.shift();
+  state.redo = [];
+}
+
+function edited() {
+  state.editVersion += 1;
+  state.lastEditTime = performance.now();
+}
+
+function point(ev) {
+  const r = canvas.getBoundingClientRect();
+  return { x: (ev.clientX - r.left) * canvas.width / r.width, y: (ev.clientY - r.top) * canvas.height / r.height };
+}
+
+function stroke(a, b) {
+  ctx.strokeStyle = state.tool === "eraser" ? "#ffffff" : state.color;
+  ctx.lineWidth = state.tool === "eraser" ? state.size * 3 : state.size;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(a.x, a.y);
+  ctx.lineTo(b.x + 0.01, b.y);
+  ctx.stroke();
+}
+
+canvas.addEventListener("pointerdown", (ev) => {
+  canvas.setPointerCapture(ev.pointerId);
+  pushUndo();
+  state.drawing = true;
+  state.last = point(ev);
+  stroke(state.last, state.last);
+  edited();
+});
+canvas.addEventListener("pointermove", (ev) => {
+  if (!state.drawing) return;
+  const events = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [ev];
+  for (const e of events.length ? events : [ev]) {
+    const p = point(e);
+    stroke(state.last, p);
+    state.last = p;
+  }
+  edited();
+});
+function penUp() {
+  if (!state.drawing) return;
+  state.drawing = false;
+  if (!state.params.lock) { state.params.seed = Math.floor(Math.random() * 2147483647); state.paramsVersion += 1; }
+  save();
+  send(true);
+}
+canvas.addEventListener("pointerup", penUp);
+canvas.addEventListener("pointercancel", penUp);
+
+function setTool(tool) {
+  state.tool = tool;
+  element.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("active", b.dataset.tool === tool));
+}
+function undo() {
+  if (!state.undo.length) return;
+  state.redo.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
+  ctx.putImageData(state.undo.pop(), 0, 0);
+  edited(); save(); send(true);
+}
+function redo() {
+  if (!state.redo.length) return;
+  state.undo.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
+  ctx.putImageData(state.redo.pop(), 0, 0);
+  edited(); save(); send(true);
+}
+function clearCanvas() {
+  pushUndo(); fillWhite(); edited(); save(); send(true);
+}
+function setSize(size) {
+  state.size = Math.max(1, Math.min(64, size));
+  element.querySelector("#ss-size").value = state.size;
+}
+
+element.querySelectorAll("[data-color]").forEach((b) => b.addEventListener("click", () => {
+  state.color = b.dataset.color; setTool("brush");
+  element.querySelectorAll("[data-color]").forEach((c) => c.classList.toggle("active", c === b));
+}));
+element.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+element.querySelector("#ss-size").addEventListener("input", (ev) => setSize(Number(ev.target.value)));
+element.querySelector("#ss-undo").addEventListener("click", undo);
+element.querySelector("#ss-redo").addEventListener("click", redo);
+element.querySelector("#ss-clear").addEventListener("click", clearCanvas);
+
+document.addEventListener("keydown", (ev) => {
+  const tag = (ev.target && ev.target.tagName) || "";
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || ev.target.isContentEditable) return;
+  const mod = ev.ctrlKey || ev.metaKey;
+  if (mod && ev.key.toLowerCase() === "z") { ev.preventDefault(); ev.shiftKey ? redo() : undo(); }
+  else if (mod && ev.key.toLowerCase() === "y") { ev.preventDefault(); redo(); }
+  else if (!mod && ev.key === "b") setTool("brush");
+  else if (!mod && ev.key === "e") setTool("eraser");
+  else if (!mod && ev.key === "[") setSize(state.size - 2);
+  else if (!mod && ev.key === "]") setSize(state.size + 2);
+});
+
+function median(xs) {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function showHud(res, s2p) {
+  const t = res.timings || {};
+  const stages = ["preprocess", "prompt", "control", "denoise", "decode", "encode"]
+    .filter((k) => t[k] !== undefined).map((k) => `${k} ${t[k].toFixed(1)}`).join(" · ");
+  const recent = stats.s2p.slice(-30);
+  hud.textContent = `stroke→pixel ${s2p.toFixed(0)} ms (p50 ${median(recent).toFixed(0)}) · engine ` +
+    `${(t.total || 0).toFixed(1)} ms [${stages}] · queue ${(res.queue_ms || 0).toFixed(1)} ms · ` +
+    `stale dropped ${stats.stale} · frame #${res.seq}`;
+}
+
+async function send(final) {
+  const changed = state.editVersion !== state.sentVersion || state.paramsVersion !== state.sentParamsVersion;
+  if (!changed || !state.params.model) return;
+  if (!final && state.inFlight > 0) return;
+  state.seq += 1;
+  const seq = state.seq;
+  const editTime = state.lastEditTime;
+  state.sentVersion = state.editVersion;
+  state.sentParamsVersion = state.paramsVersion;
+  state.lastSend = performance.now();
+  state.inFlight += 1;
+  const t0 = performance.now();
+  const image = canvas.toDataURL("image/jpeg", 0.85);
+  const t1 = performance.now();
+  let res;
+  try {
+    res = await server.live_generate({ session: sessionId, seq, image, final, params: state.params });
+  } catch (e) {
+    res = { seq, status: "error", message: String(e) };
+  } finally {
+    state.inFlight -= 1;
+  }
+  const t2 = performance.now();
+  if (res.status === "stale" || seq < state.shownSeq) { stats.stale += 1; return; }
+  if (res.status === "error") {
+    stats.errors += 1;
+    notice.textContent = res.message;
+    notice.classList.add("error");
+    return;
+  }
+  state.shownSeq = seq;
+  notice.textContent = res.message || "";
+  notice.classList.remove("error");
+  out.src = res.image;
+  try { await out.decode(); } catch (e) { /* a newer frame replaced this one */ }
+  await new Promise((r) => requestAnimationFrame(() => r()));
+  if (seq !== state.shownSeq) return;
+  const painted = performance.now();
+  out.dataset.seq = String(seq);
+  const s2p = painted - (editTime || t0);
+  const engineMs = (res.timings && res.timings.host_total) || 0;
+  stats.frames += 1;
+  stats.s2p.push(s2p);
+  stats.engine.push(engineMs);
+  stats.breakdown.push({
+    seq, final, s2p, encode_browser: t1 - t0, round_trip: t2 - t1, server_total: res.server_ms || 0,
+    queue: res.queue_ms || 0, engine: engineMs, encode_server: (res.timings && res.timings.encode) || 0,
+    paint: painted - t2, edit_to_send: t0 - (editTime || t0),
+  });
+  showHud(res, s2p);
+}
+
+function tick() {
+  if (state.drawing && performance.now() - state.lastSend >= THROTTLE_MS) send(false);
+  requestAnimationFrame(tick);
+}
+
+window.__ss = {
+  session: sessionId,
+  stats,
+  setParams(p) {
+    const next = { ...state.params, ...p };
+    if (JSON.stringify(next) === JSON.stringify(state.params)) return;
+    state.params = next;
+    state.paramsVersion += 1;
+    send(true);
+  },
+  loadImage(url) {
+    const img = new Image();
+    img.crossOrigin = "anonymous";
+    img.onload = () => {
+      pushUndo(); fillWhite();
+      const s = Math.min(canvas.width / img.width, canvas.height / img.height);
+      const w = img.width * s, h = img.height * s;
+      ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+      edited(); save(); send(true);
+    };
+    img.src = url;
+  },
+  clear: clearCanvas, undo, redo,
+  sketch: () => canvas.toDataURL("image/png"),
+};
+if (window.__ssPending) { window.__ss.setParams(window.__ssPending); window.__ssPending = null; }
+restore();
+requestAnimationFrame(tick);

@@ -1,0 +1,100 @@
+"""The live canvas: a plain <canvas> in gr.HTML (js_on_load + server_functions), and data-URL <-> ndarray."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from pipelines.preprocess import InputError
+
+MAX_DATA_URL_CHARS = 12_000_000
+CANVAS_SIZE = 512
+COLORS = ("#000000", "#555555", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+
+_COLOR_BUTTONS = "".join(
+    f'<button class="ss-swatch{" active" if c == COLORS[0] else ""}" data-color="{c}" style="background:{c}" '
+    f'title="colour {c}" aria-label="colour {c}"></button>'
+    for c in COLORS
+)
+
+HTML = f"""
+<div class="ss-live">
+  <div class="ss-pane">
+    <div class="ss-toolbar" role="toolbar" aria-label="drawing tools">
+      <button data-tool="brush" class="active" title="brush (B)">✏️ Brush</button>
+      <button data-tool="eraser" title="eraser (E)">🧽 Eraser</button>
+      {_COLOR_BUTTONS}
+      <label title="brush size ([ and ])">size <input id="ss-size" type="range" min="1" max="64" value="6"></label>
+      <button id="ss-undo" title="undo (Ctrl+Z)">↶</button>
+      <button id="ss-redo" title="redo (Ctrl+Shift+Z)">↷</button>
+      <button id="ss-clear" title="clear (undoable)">🗑 Clear</button>
+    </div>
+    <canvas id="ss-canvas" width="{CANVAS_SIZE}" height="{CANVAS_SIZE}" aria-label="sketch canvas"></canvas>
+  </div>
+  <div class="ss-pane">
+    <img id="ss-output" alt="generated image" data-seq="0">
+    <div id="ss-notice" aria-live="polite"></div>
+  </div>
+  <div id="ss-hud" aria-live="off">draw on the left: the picture follows the pen</div>
+</div>
+"""
+
+CSS = """
+.ss-live { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.ss-pane { display: flex; flex-direction: column; gap: 6px; min-width: 0; }
+.ss-toolbar { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; }
+.ss-toolbar button { padding: 2px 8px; border: 1px solid #bbb; border-radius: 6px; background: #f7f7f7; cursor: pointer; }
+.ss-toolbar button.active { outline: 2px solid #ff7f0e; }
+.ss-swatch { width: 22px; height: 22px; padding: 0 !important; }
+#ss-canvas { width: 100%; aspect-ratio: 1; border: 1px solid #999; border-radius: 6px; touch-action: none;
+  cursor: crosshair; background: #fff; }
+#ss-output { width: 100%; aspect-ratio: 1; border: 1px solid #999; border-radius: 6px; background: #eee;
+  object-fit: contain; margin-top: 30px; }
+#ss-notice { min-height: 1.3em; font-size: 0.9em; color: #555; }
+#ss-notice.error { color: #b00020; }
+#ss-hud { grid-column: 1 / 3; font-family: ui-monospace, monospace; font-size: 0.85em; color: #333; }
+"""
+
+JS = (Path(__file__).with_name("canvas.js")).read_text()
+
+
+def decode_data_url(data_url: str) -> np.ndarray:
+    """`data:image/...;base64,...` from the browser -> HxWx3 uint8 RGB; raises InputError on anything else."""
+    if not isinstance(data_url, str) or not data_url.startswith("data:image/") or "," not in data_url:
+        raise InputError("expected an image data URL from the canvas")
+    if len(data_url) > MAX_DATA_URL_CHARS:
+        raise InputError("canvas snapshot too large")
+    try:
+        raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
+        with Image.open(io.BytesIO(raw)) as image:
+            if image.width * image.height > 4096 * 4096:
+                raise InputError("canvas snapshot too large")
+            return np.asarray(image.convert("RGB"))
+    except (binascii.Error, OSError, ValueError) as error:
+        raise InputError(f"unreadable canvas snapshot ({type(error).__name__})") from error
+
+
+def encode_data_url(image: Image.Image, quality: int = 90) -> str:
+    """PIL image -> JPEG data URL for the output <img>."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def live_canvas(live_generate: Callable[[dict], dict]) -> gr.HTML:
+    """The canvas component; the browser calls `live_generate(payload)` directly, outside Gradio's queue."""
+    return gr.HTML(
+        html_template=HTML,
+        css_template=CSS,
+        js_on_load=JS,
+        server_functions=[live_generate],
+        elem_id="ss-live",
+        apply_default_css=False,
+    )

@@ -1,0 +1,138 @@
+"""The Blocks: Live tab (canvas, controls, upload, history, export, variations) and Models tab."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from pipelines.preprocess import InputError, extract_lines, fit, load_image
+from pipelines.registry import Registry
+from ui.canvas import CANVAS_SIZE, live_canvas
+from ui.live import LiveSessions, read_png_metadata
+
+RESOLUTIONS = (256, 384, 512, 768, 1024)
+PARAM_NAMES = ("prompt", "seed", "lock", "steps", "strength", "resolution", "model")
+PUSH_PARAMS_JS = f"""({", ".join(PARAM_NAMES)}) => {{
+  const p = {{prompt, seed: Number(seed), lock, steps: Number(steps), strength: Number(strength),
+             resolution: Number(resolution), model}};
+  if (window.__ss) window.__ss.setParams(p); else window.__ssPending = p;
+}}"""
+SESSION_JS = "(s) => [window.__ss ? window.__ss.session : s]"
+LOAD_SKETCH_JS = "(img) => { if (img && img.url && window.__ss) window.__ss.loadImage(img.url); }"
+
+
+def models_table(registry: Registry) -> list[list]:
+    """Rows for the Models tab: what is usable now, what can be downloaded, what is missing and why."""
+    rows = [[s.spec.name, s.spec.title, s.state, s.reason, s.spec.resolution, "/".join(map(str, s.spec.allowed_steps)),
+             s.spec.download_gb, s.spec.min_vram_gb, s.spec.licence] for s in registry.list()]
+    rows += [[name, "(broken manifest)", "missing", why, "", "", "", "", ""] for name, why in registry.errors().items()]
+    return rows
+
+
+def upload_to_lines(file, method: str) -> np.ndarray | None:
+    """An uploaded file -> the line drawing that will become the sketch (preview first)."""
+    if file is None:
+        return None
+    try:
+        data = Path(file if isinstance(file, str) else file.name).read_bytes()
+        rgb, notice = load_image(data)
+        lines = extract_lines(rgb, method)
+    except InputError as error:
+        gr.Warning(str(error))
+        return None
+    if notice:
+        gr.Info(notice)
+    scale = CANVAS_SIZE / max(lines.shape[:2])
+    return fit(lines, (max(1, round(lines.shape[0] * scale)), max(1, round(lines.shape[1] * scale))))
+
+
+def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str) -> gr.Blocks:
+    spec = registry.get(default_model)
+    names = sorted(registry.specs())
+    with gr.Blocks(title="SketchSprint") as demo:
+        gr.Markdown("## SketchSprint: draw, and the picture follows the pen")
+        session = gr.Textbox(visible=False)
+        with gr.Tab("Live"):
+            with gr.Row():
+                prompt = gr.Textbox(label="Prompt", value="a cat sitting on a sofa, colourful illustration",
+                                    max_lines=3, max_length=10_000, scale=4)
+                model = gr.Dropdown(names, value=default_model, label="Model", scale=2)
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1)
+                dice = gr.Button("🎲 New seed", scale=0)
+                lock = gr.Checkbox(value=True, label="Lock seed (off: new seed per stroke)", scale=1)
+                steps = gr.Slider(1, 4, value=spec.steps, step=1, label="Steps", scale=1)
+                strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength", scale=1)
+                resolution = gr.Dropdown(list(RESOLUTIONS), value=spec.resolution, label="Resolution", scale=1)
+            live_canvas(sessions.live_generate)
+            with gr.Row():
+                export_btn = gr.Button("💾 Export PNG (with prompt, seed, model, sketch)")
+                vary_btn = gr.Button("🎞 4 seed variations")
+                exported = gr.File(label="Exported file", interactive=False)
+            variations = gr.Gallery(label="Seed variations (click one to use its seed)", columns=4, height=220)
+            with gr.Accordion("Start from a photo or drawing", open=False):
+                with gr.Row():
+                    upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
+                    method = gr.Radio(["lineart", "canny", "none"], value="lineart", label="Turn into lines with")
+                    preview = gr.Image(label="Lines preview", type="numpy", interactive=False)
+                use_sketch = gr.Button("Use as sketch")
+            history = gr.Gallery(value=sessions.history.entries(), label="History (click to restore prompt and seed)",
+                                 columns=8, height=200)
+        with gr.Tab("Models"):
+            table = gr.Dataframe(models_table(registry), interactive=False, wrap=True,
+                                 headers=["name", "title", "state", "why", "resolution", "steps", "download GB",
+                                          "GPU GB", "licence"])
+            gr.Button("Refresh").click(lambda: models_table(registry), None, table)
+
+        params = [prompt, seed, lock, steps, strength, resolution, model]
+        for component in params:
+            component.change(None, params, None, js=PUSH_PARAMS_JS)
+        demo.load(None, params, None, js=PUSH_PARAMS_JS)
+        dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
+
+        def export(session_id):
+            try:
+                return str(sessions.export(session_id))
+            except InputError as error:
+                gr.Warning(str(error))
+                return None
+
+        def vary(session_id):
+            try:
+                return sessions.variations(session_id)
+            except InputError as error:
+                gr.Warning(str(error))
+                return []
+
+        def pick_variation(evt: gr.SelectData):
+            return int(str(evt.value["caption"]).split()[-1])
+
+        def restore(evt: gr.SelectData):
+            entries = sessions.history.entries()
+            if not 0 <= evt.index < len(entries):
+                return [gr.skip()] * 5
+            meta, _ = read_png_metadata(entries[evt.index])
+            return (meta.get("prompt", gr.skip()), meta.get("seed", gr.skip()), meta.get("steps", gr.skip()),
+                    meta.get("strength", gr.skip()), meta.get("model", gr.skip()))
+
+        export_btn.click(export, session, exported, js=SESSION_JS)
+        vary_btn.click(vary, session, variations, js=SESSION_JS)
+        variations.select(pick_variation, None, seed)
+        upload.change(upload_to_lines, [upload, method], preview)
+        method.change(upload_to_lines, [upload, method], preview)
+        use_sketch.click(None, preview, None, js=LOAD_SKETCH_JS)
+        history.select(restore, None, [prompt, seed, steps, strength, model])
+        shown = {"entries": sessions.history.entries()}
+
+        def refresh_history():
+            entries = sessions.history.entries()
+            if entries == shown["entries"]:
+                return gr.skip()
+            shown["entries"] = entries
+            return entries
+
+        gr.Timer(3.0).tick(refresh_history, None, history, show_progress="hidden")
+    return demo
