@@ -112,9 +112,16 @@ class Registry:
         self.models_dir = Path(models_dir)
         self.allowed_roots = tuple(Path(p).resolve() for p in (allowed_roots or (self.models_dir, ROOT / "assets")))
         self._errors: dict[str, str] = {}
+        self._specs: dict[str, ModelSpec] | None = None
+
+    def refresh(self) -> None:
+        """Forget the parsed manifests (a new model was exported, or the Models tab asked)."""
+        self._specs = None
 
     def specs(self) -> dict[str, ModelSpec]:
-        """All valid manifests by name; broken ones are remembered in `errors()`."""
+        """All valid manifests by name, parsed once until `refresh()`; broken ones are kept in `errors()`."""
+        if self._specs is not None:
+            return dict(self._specs)
         specs, self._errors = {}, {}
         for path in sorted(self.models_dir.glob("*.toml")):
             try:
@@ -123,7 +130,8 @@ class Registry:
                 specs[spec.name] = spec
             except ModelError as error:
                 self._errors[path.name] = str(error)
-        return specs
+        self._specs = specs
+        return dict(specs)
 
     def errors(self) -> dict[str, str]:
         return dict(self._errors)

@@ -28,13 +28,13 @@ HTML = f"""
 <div class="ss-live">
   <div class="ss-pane">
     <div class="ss-toolbar" role="toolbar" aria-label="drawing tools">
-      <button data-tool="brush" class="active" title="brush (B)">✏️ Brush</button>
-      <button data-tool="eraser" title="eraser (E)">🧽 Eraser</button>
+      <button data-tool="brush" class="active" title="brush (B)">Brush</button>
+      <button data-tool="eraser" title="eraser (E)">Eraser</button>
       {_COLOR_BUTTONS}
       <label title="brush size ([ and ])">size <input id="ss-size" type="range" min="1" max="64" value="6"></label>
       <button id="ss-undo" title="undo (Ctrl+Z)">↶</button>
       <button id="ss-redo" title="redo (Ctrl+Shift+Z)">↷</button>
-      <button id="ss-clear" title="clear (undoable)">🗑 Clear</button>
+      <button id="ss-clear" title="clear (undoable)">Clear</button>
     </div>
     <canvas id="ss-canvas" width="{CANVAS_SIZE}" height="{CANVAS_SIZE}" aria-label="sketch canvas"></canvas>
   </div>
@@ -90,6 +90,11 @@ def encode_data_url(image: Image.Image, quality: int = 90) -> str:
 
 def live_canvas(live_generate: Callable[[dict], dict]) -> gr.HTML:
     """The canvas component; the browser calls `live_generate(payload)` directly, outside Gradio's queue."""
+    handler = live_generate
+
+    def live_generate(payload):  # a plain function: Gradio marks server functions with an attribute
+        return handler(payload)
+
     return gr.HTML(
         html_template=HTML,
         css_template=CSS,

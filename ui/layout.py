@@ -62,16 +62,16 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
                 model = gr.Dropdown(names, value=default_model, label="Model", scale=2)
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1)
-                dice = gr.Button("🎲 New seed", scale=0)
+                dice = gr.Button("New seed", scale=0)
                 lock = gr.Checkbox(value=True, label="Lock seed (off: new seed per stroke)", scale=1)
                 steps = gr.Slider(1, 4, value=spec.steps, step=1, label="Steps", scale=1)
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength", scale=1)
                 resolution = gr.Dropdown(list(RESOLUTIONS), value=spec.resolution, label="Resolution", scale=1)
             live_canvas(sessions.live_generate)
             with gr.Row():
-                export_btn = gr.Button("💾 Export PNG (with prompt, seed, model, sketch)")
-                vary_btn = gr.Button("🎞 4 seed variations")
-                exported = gr.File(label="Exported file", interactive=False)
+                export_btn = gr.Button("Export PNG (prompt, seed, model and sketch inside)")
+                vary_btn = gr.Button("4 seed variations")
+                exported = gr.File(label="Exported file", interactive=False, height=80)
             variations = gr.Gallery(label="Seed variations (click one to use its seed)", columns=4, height=220)
             with gr.Accordion("Start from a photo or drawing", open=False):
                 with gr.Row():
@@ -85,7 +85,7 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
             table = gr.Dataframe(models_table(registry), interactive=False, wrap=True,
                                  headers=["name", "title", "state", "why", "resolution", "steps", "download GB",
                                           "GPU GB", "licence"])
-            gr.Button("Refresh").click(lambda: models_table(registry), None, table)
+            gr.Button("Refresh").click(lambda: registry.refresh() or models_table(registry), None, table)
 
         params = [prompt, seed, lock, steps, strength, resolution, model]
         for component in params:

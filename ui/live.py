@@ -159,7 +159,7 @@ class LiveSessions:
             reply["image"] = encode_data_url(frame.image)
             reply["timings"]["encode"] = (time.perf_counter() - t1) * 1e3
             state.image = frame.image
-            if payload.get("final") and frame.status == "ok":
+            if payload.get("final"):
                 key = request.key()
                 if key != state.last_history_key:
                     state.last_history_key = key

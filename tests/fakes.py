@@ -1,0 +1,50 @@
+"""A scripted Engine for tests of scheduling and error handling (model numerics are tested on real components)."""
+
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.engine import ControlCond, GenResult, PromptCond
+
+DEV_MANIFEST = 'name = "{name}"\ntitle = "scripted"\nbackend = "sd"\nrandom_init = "tiny"\nresolution = 256\n[components]\n'
+
+
+class ScriptedEngine:
+    """Echoes the control image; `oom_above` raises CUDA OOM for larger resolutions; `delay` seconds per frame."""
+
+    name = "scripted"
+    native_resolution = 256
+    allowed_steps = (1, 2, 3, 4)
+
+    def __init__(self, delay: float = 0.0, oom_above: int | None = None):
+        self.delay = delay
+        self.oom_above = oom_above
+        self.generated: list[tuple[int, int]] = []
+
+    def warmup(self, resolution: int) -> None:
+        pass
+
+    def encode_prompt(self, text: str) -> PromptCond:
+        words = text.split()
+        return PromptCond(text[:77], {}, truncated=len(words) > 75, n_tokens=min(77, len(words) + 2))
+
+    def encode_control(self, image: np.ndarray, resolution: tuple[int, int]) -> ControlCond:
+        return ControlCond("k", resolution, {"image": image})
+
+    def generate(self, prompt, control, *, seed, steps, strength, resolution) -> GenResult:
+        if self.oom_above is not None and resolution[0] > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        time.sleep(self.delay)
+        self.generated.append(resolution)
+        return GenResult(Image.fromarray(control.tensors["image"]), {"total": self.delay * 1e3})
+
+
+def install(monkeypatch, tmp_path, engine: ScriptedEngine, name: str = "scripted"):
+    """A registry folder with one manifest whose load() returns `engine`."""
+    from pipelines import registry as registry_module
+
+    (tmp_path / f"{name}.toml").write_text(DEV_MANIFEST.format(name=name))
+    monkeypatch.setattr(registry_module.Registry, "load", lambda self, n, device, dtype=None: engine)
+    return registry_module.Registry(tmp_path, allowed_roots=(tmp_path,))
