@@ -79,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SketchSprint cannot start: {error}", file=sys.stderr)
         return 2
     log.info("model %s on %s", sessions.default_model, config.device)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-                allowed_paths=[str(config.outputs)])
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        ssr_mode=False,
+        allowed_paths=[str(config.outputs)],
+    )
     return 0
 
 

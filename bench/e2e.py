@@ -16,8 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -27,15 +35,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(model: str | None = None, device: str = "cpu", outputs: Path | None = None,
-                models_dir: Path | None = None) -> Iterator[tuple[str, object]]:
+def running_app(
+    model: str | None = None, device: str = "cpu", outputs: Path | None = None, models_dir: Path | None = None
+) -> Iterator[tuple[str, object]]:
     """Start the real app in this process on a free port; yields (url, LiveSessions)."""
     from app import AppConfig, build_app
     from pipelines.registry import MODELS_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = AppConfig(device=device, model=model, outputs=Path(outputs or tmp),
-                           models_dir=Path(models_dir or MODELS_DIR))
+        config = AppConfig(
+            device=device, model=model, outputs=Path(outputs or tmp), models_dir=Path(models_dir or MODELS_DIR)
+        )
         demo, sessions = build_app(config)
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
@@ -60,7 +70,8 @@ def browser() -> Iterator[object]:
 
 def open_canvas(chromium, url: str, *, context=None):
     """A page with the live canvas ready and the first frame (model loaded) shown."""
-    page = (context or chromium).new_page(viewport={"width": 1280, "height": 1000})
+    page = context.new_page() if context is not None else chromium.new_page()
+    page.set_viewport_size({"width": 1280, "height": 1000})
     page.goto(url)
     page.wait_for_selector("#ss-canvas")
     page.wait_for_function("window.__ss !== undefined")
@@ -87,8 +98,9 @@ def draw_stroke(page, index: int, *, segments: int = 12, pause_ms: int = 16, rel
 
 def wait_idle(page, timeout_s: float = 30.0) -> None:
     """Wait until no request is in flight and the last sent frame is shown (or was answered)."""
-    page.wait_for_function("window.__ss.stats.frames + window.__ss.stats.stale + window.__ss.stats.errors > 0",
-                           timeout=timeout_s * 1000)
+    page.wait_for_function(
+        "window.__ss.stats.frames + window.__ss.stats.stale + window.__ss.stats.errors > 0", timeout=timeout_s * 1000
+    )
     deadline = time.time() + timeout_s
     last = -1
     while time.time() < deadline:
@@ -112,8 +124,10 @@ def measure(url: str, strokes: int, warmup: int = 2) -> dict:
         for i in range(warmup):
             draw_stroke(page, i)
             wait_idle(page)
-        page.evaluate("() => { const s = window.__ss.stats; s.s2p.length = 0; s.engine.length = 0; "
-                      "s.breakdown.length = 0; s.frames = 0; s.stale = 0; s.errors = 0; }")
+        page.evaluate(
+            "() => { const s = window.__ss.stats; s.s2p.length = 0; s.engine.length = 0; "
+            "s.breakdown.length = 0; s.frames = 0; s.stale = 0; s.errors = 0; }"
+        )
         mid_stroke_frames = 0
         for i in range(strokes):
             before = shown_seq(page)
@@ -169,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     with running_app(args.model, args.device) as (url, sessions):
         figures = measure(url, args.strokes)
         model = sessions.default_model
-    report = {"bench": "e2e", "model": model, "device": args.device, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "browser": "chromium (headless, software rendering)", **figures}
+    report = {
+        "bench": "e2e",
+        "model": model,
+        "device": args.device,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "browser": "chromium (headless, software rendering)",
+        **figures,
+    }
     if args.json:
         print(json.dumps(report))
     else:

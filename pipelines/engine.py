@@ -116,8 +116,15 @@ class Request:
 
     def key(self) -> tuple:
         """What decides the output: an equal key is not recomputed."""
-        return (self.model, self.prompt, self.sketch_key or image_key(self.sketch), self.seed, self.steps,
-                round(self.strength, 4), self.resolution)
+        return (
+            self.model,
+            self.prompt,
+            self.sketch_key or image_key(self.sketch),
+            self.seed,
+            self.steps,
+            round(self.strength, 4),
+            self.resolution,
+        )
 
 
 @dataclass

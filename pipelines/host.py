@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from pipelines.engine import Engine, Frame, GenResult, LatestWinsWorker, Request, Ticket, image_key
-from pipelines.preprocess import InputError, is_empty, sketch_to_scribble
+from pipelines.preprocess import InputError, fit, is_empty, sketch_to_scribble
 from pipelines.registry import ModelError, Registry
 
 MAX_PROMPT_CHARS = 2000
@@ -88,7 +88,7 @@ class LiveHost:
         t0 = time.perf_counter()
         engine = self.engine(request.model)
         notices = []
-        if is_empty(request.sketch):
+        if is_empty(fit(request.sketch, (64, 64))):
             notices.append("the canvas is empty: drawing from the prompt alone")
         prompt_text = request.prompt
         if len(prompt_text) > MAX_PROMPT_CHARS:
@@ -109,8 +109,9 @@ class LiveHost:
             try:
                 scribble = sketch_to_scribble(request.sketch, size)
                 control = engine.encode_control(scribble, size)
-                result = engine.generate(prompt, control, seed=request.seed, steps=steps,
-                                         strength=request.strength, resolution=size)
+                result = engine.generate(
+                    prompt, control, seed=request.seed, steps=steps, strength=request.strength, resolution=size
+                )
                 break
             except Exception as error:
                 if not _is_oom(error) or resolution // 2 < MIN_RESOLUTION:

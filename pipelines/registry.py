@@ -164,8 +164,11 @@ class Registry:
         if missing_local:
             return ModelStatus(spec, "missing", "files not on disk: " + ", ".join(missing_local))
         if to_download and hub_offline():
-            return ModelStatus(spec, "missing", "not in the local cache and the hub is offline (HF_HUB_OFFLINE=1): "
-                               + ", ".join(to_download))
+            return ModelStatus(
+                spec,
+                "missing",
+                "not in the local cache and the hub is offline (HF_HUB_OFFLINE=1): " + ", ".join(to_download),
+            )
         if to_download:
             size = f", about {spec.download_gb:g} GB" if spec.download_gb else ""
             return ModelStatus(spec, "downloadable", f"downloads on first use{size}: " + ", ".join(to_download))

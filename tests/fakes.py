@@ -8,7 +8,9 @@ from PIL import Image
 
 from pipelines.engine import ControlCond, GenResult, PromptCond
 
-DEV_MANIFEST = 'name = "{name}"\ntitle = "scripted"\nbackend = "sd"\nrandom_init = "tiny"\nresolution = 256\n[components]\n'
+DEV_MANIFEST = (
+    'name = "{name}"\ntitle = "scripted"\nbackend = "sd"\nrandom_init = "tiny"\nresolution = 256\n[components]\n'
+)
 
 
 class ScriptedEngine:

@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_python_app_py_starts_offline_and_serves_the_canvas(tmp_path):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--outputs", str(tmp_path),
-                                "--model", "no-such-model"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port), "--outputs", str(tmp_path), "--model", "no-such-model"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, page = time.time() + 120, ""
         while time.time() < deadline and process.poll() is None:

@@ -50,7 +50,8 @@ CSS = """
 .ss-live { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 .ss-pane { display: flex; flex-direction: column; gap: 6px; min-width: 0; }
 .ss-toolbar { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; }
-.ss-toolbar button { padding: 2px 8px; border: 1px solid #bbb; border-radius: 6px; background: #f7f7f7; cursor: pointer; }
+.ss-toolbar button { padding: 2px 8px; border: 1px solid #bbb; border-radius: 6px; background: #f7f7f7;
+  cursor: pointer; }
 .ss-toolbar button.active { outline: 2px solid #ff7f0e; }
 .ss-swatch { width: 22px; height: 22px; padding: 0 !important; }
 #ss-canvas { width: 100%; aspect-ratio: 1; border: 1px solid #999; border-radius: 6px; touch-action: none;

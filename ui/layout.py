@@ -26,9 +26,22 @@ LOAD_SKETCH_JS = "(img) => { if (img && img.url && window.__ss) window.__ss.load
 
 def models_table(registry: Registry) -> list[list]:
     """Rows for the Models tab: what is usable now, what can be downloaded, what is missing and why."""
-    rows = [[s.spec.name, s.spec.title, s.state, s.reason, s.spec.resolution, "/".join(map(str, s.spec.allowed_steps)),
-             s.spec.download_gb, s.spec.min_vram_gb, s.spec.licence] for s in registry.list()]
-    rows += [[name, "(broken manifest)", "missing", why, "", "", "", "", ""] for name, why in registry.errors().items()]
+    rows = [
+        [
+            s.spec.name,
+            s.spec.title,
+            s.state,
+            s.reason,
+            s.spec.resolution,
+            "/".join(map(str, s.spec.allowed_steps)),
+            s.spec.download_gb,
+            s.spec.min_vram_gb,
+            s.spec.licence,
+        ]
+        for s in registry.list()
+    ]
+    broken = registry.errors().items()
+    rows += [[name, "(broken manifest)", "missing", why, "", "", "", "", ""] for name, why in broken]
     return rows
 
 
@@ -57,8 +70,13 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
         session = gr.Textbox(visible=False)
         with gr.Tab("Live"):
             with gr.Row():
-                prompt = gr.Textbox(label="Prompt", value="a cat sitting on a sofa, colourful illustration",
-                                    max_lines=3, max_length=10_000, scale=4)
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    value="a cat sitting on a sofa, colourful illustration",
+                    max_lines=3,
+                    max_length=10_000,
+                    scale=4,
+                )
                 model = gr.Dropdown(names, value=default_model, label="Model", scale=2)
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1)
@@ -71,7 +89,7 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
             with gr.Row():
                 export_btn = gr.Button("Export PNG (prompt, seed, model and sketch inside)")
                 vary_btn = gr.Button("4 seed variations")
-                exported = gr.File(label="Exported file", interactive=False, height=80)
+                exported = gr.DownloadButton("Download the export", visible=False)
             variations = gr.Gallery(label="Seed variations (click one to use its seed)", columns=4, height=220)
             with gr.Accordion("Start from a photo or drawing", open=False):
                 with gr.Row():
@@ -79,12 +97,19 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
                     method = gr.Radio(["lineart", "canny", "none"], value="lineart", label="Turn into lines with")
                     preview = gr.Image(label="Lines preview", type="numpy", interactive=False)
                 use_sketch = gr.Button("Use as sketch")
-            history = gr.Gallery(value=sessions.history.entries(), label="History (click to restore prompt and seed)",
-                                 columns=8, height=200)
+            history = gr.Gallery(
+                value=sessions.history.entries(),
+                label="History (click to restore prompt and seed)",
+                columns=8,
+                height=200,
+            )
         with gr.Tab("Models"):
-            table = gr.Dataframe(models_table(registry), interactive=False, wrap=True,
-                                 headers=["name", "title", "state", "why", "resolution", "steps", "download GB",
-                                          "GPU GB", "licence"])
+            table = gr.Dataframe(
+                models_table(registry),
+                interactive=False,
+                wrap=True,
+                headers=["name", "title", "state", "why", "resolution", "steps", "download GB", "GPU GB", "licence"],
+            )
             gr.Button("Refresh").click(lambda: registry.refresh() or models_table(registry), None, table)
 
         params = [prompt, seed, lock, steps, strength, resolution, model]
@@ -95,10 +120,12 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
 
         def export(session_id):
             try:
-                return str(sessions.export(session_id))
+                path = sessions.export(session_id)
             except InputError as error:
                 gr.Warning(str(error))
-                return None
+                return gr.DownloadButton(visible=False)
+            gr.Info(f"saved {path}")
+            return gr.DownloadButton(f"Download {path.name}", value=str(path), visible=True)
 
         def vary(session_id):
             try:
@@ -115,8 +142,13 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
             if not 0 <= evt.index < len(entries):
                 return [gr.skip()] * 5
             meta, _ = read_png_metadata(entries[evt.index])
-            return (meta.get("prompt", gr.skip()), meta.get("seed", gr.skip()), meta.get("steps", gr.skip()),
-                    meta.get("strength", gr.skip()), meta.get("model", gr.skip()))
+            return (
+                meta.get("prompt", gr.skip()),
+                meta.get("seed", gr.skip()),
+                meta.get("steps", gr.skip()),
+                meta.get("strength", gr.skip()),
+                meta.get("model", gr.skip()),
+            )
 
         export_btn.click(export, session, exported, js=SESSION_JS)
         vary_btn.click(vary, session, variations, js=SESSION_JS)

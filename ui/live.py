@@ -152,8 +152,13 @@ class LiveSessions:
         state.sketch, state.params = sketch, params
         request = Request(session=str(payload["session"]), version=seq, sketch=sketch, **params)
         frame = self.host.generate(request)
-        reply = {"seq": seq, "status": frame.status, "message": frame.message, "queue_ms": frame.queue_ms,
-                 "timings": dict(frame.timings)}
+        reply = {
+            "seq": seq,
+            "status": frame.status,
+            "message": frame.message,
+            "queue_ms": frame.queue_ms,
+            "timings": dict(frame.timings),
+        }
         if frame.image is not None and frame.status in ("ok", "cached"):
             t1 = time.perf_counter()
             reply["image"] = encode_data_url(frame.image)

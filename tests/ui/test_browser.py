@@ -86,6 +86,7 @@ def test_browser_unknown_model_shows_a_message_and_the_app_keeps_working(app_url
     page = open_canvas(chromium, url)
     wait_idle(page)
     page.evaluate("() => window.__ss.setParams({model: 'no-such-model'})")
-    page.wait_for_function("document.querySelector('#ss-notice').textContent.includes('unknown model')",
-                           timeout=15_000)
+    page.wait_for_function(
+        "document.querySelector('#ss-notice').textContent.includes('unknown model')", timeout=15_000
+    )
     page.close()

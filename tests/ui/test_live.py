@@ -36,8 +36,13 @@ def drawing() -> np.ndarray:
 
 
 def payload(seq: int, final: bool = False, **params) -> dict:
-    return {"session": "tab1", "seq": seq, "final": final, "image": data_url(drawing()),
-            "params": {"prompt": "a cat", "seed": 1, "steps": 1, "model": "scripted", "resolution": 256, **params}}
+    return {
+        "session": "tab1",
+        "seq": seq,
+        "final": final,
+        "image": data_url(drawing()),
+        "params": {"prompt": "a cat", "seed": 1, "steps": 1, "model": "scripted", "resolution": 256, **params},
+    }
 
 
 def test_a_frame_comes_back_as_a_data_url_with_timings(sessions):
@@ -77,12 +82,15 @@ def test_variations_use_other_seeds(sessions):
     assert len(set(seeds)) == 3 and 5 not in seeds
 
 
-@pytest.mark.parametrize("bad", [
-    {"session": "../../etc", "seq": 1, "image": "data:image/png;base64,AAAA"},
-    {"session": "tab1", "seq": 1, "image": "file:///etc/passwd"},
-    {"session": "tab1", "seq": 1, "image": "data:image/png;base64,not-base64!!"},
-    "just a string",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"session": "../../etc", "seq": 1, "image": "data:image/png;base64,AAAA"},
+        {"session": "tab1", "seq": 1, "image": "file:///etc/passwd"},
+        {"session": "tab1", "seq": 1, "image": "data:image/png;base64,not-base64!!"},
+        "just a string",
+    ],
+)
 def test_bad_payloads_are_refused_with_a_message(sessions, bad):
     reply = sessions.live_generate(bad)
     assert reply["status"] == "error" and reply["message"]
