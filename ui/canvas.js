@@ -94,6 +94,7 @@ canvas.addEventListener("pointermove", (ev) => {
     state.last = p;
   }
   edited();
+  if (state.inFlight === 0 && performance.now() - state.lastSend >= THROTTLE_MS) send(false);
 });
 function penUp() {
   if (!state.drawing) return;
@@ -179,7 +180,7 @@ async function send(final) {
   state.lastSend = performance.now();
   state.inFlight += 1;
   const t0 = performance.now();
-  const image = canvas.toDataURL("image/jpeg", 0.85);
+  const image = snapshot(Number(state.params.resolution) || canvas.width);
   const t1 = performance.now();
   let res;
   try {
@@ -189,6 +190,7 @@ async function send(final) {
   } finally {
     state.inFlight -= 1;
   }
+  if (state.drawing && state.editVersion !== state.sentVersion) send(false);  // catch up at once, not next frame
   const t2 = performance.now();
   if (res.status === "stale" || seq < state.shownSeq) { stats.stale += 1; return; }
   if (res.status === "error") {
@@ -217,6 +219,18 @@ async function send(final) {
     paint: painted - t2, edit_to_send: t0 - (editTime || t0),
   });
   showHud(res, s2p);
+}
+
+const small = document.createElement("canvas");
+function snapshot(size) {
+  // Send what the model will see: a snapshot at the generation size is smaller to encode, upload and decode.
+  if (size >= canvas.width) return canvas.toDataURL("image/jpeg", 0.85);
+  small.width = size;
+  small.height = size;
+  const sctx = small.getContext("2d");
+  sctx.imageSmoothingQuality = "high";
+  sctx.drawImage(canvas, 0, 0, size, size);
+  return small.toDataURL("image/jpeg", 0.9);
 }
 
 function tick() {
