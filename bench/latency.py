@@ -1,0 +1,183 @@
+"""Engine latency per live-canvas frame (new sketch each frame, cached prompt): p50/p95 and per-stage p50 as JSON.
+
+python -m bench.latency --backend sd-turbo|sdxl-turbo|sd15-lcm --random-weights --resolution 512 --device cuda --json
+python -m bench.latency --config tiny --device cpu --iters 20 --json      # the tiny random model, any CPU
+python -m bench.latency --model sd-turbo-scribble --decoder taesd --optimized --json
+python -m bench.latency --backend sdxl-turbo --random-weights --compare --json   # eager vs channels_last+compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+PROMPT = "a watercolour fox in the snow, soft light"
+# backend -> (random-weight kind, LCM scheduler, default steps)
+BACKENDS = {"sd-turbo": ("sd", False, 1), "sdxl-turbo": ("sdxl", False, 1), "sd15-lcm": ("sd15", True, 4)}
+STAGES = ("prompt", "control", "denoise", "decode")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 1]."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q * 100))
+
+
+def sketches(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Distinct white-stroke-on-black control images, one per frame, so the control cache never hits."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        image = np.zeros((size, size, 3), np.uint8)
+        for _ in range(8):
+            y, x = rng.integers(0, size - 8, 2)
+            image[y : y + 4, x : x + size // 4] = 255
+        images.append(image)
+    return images
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def build_engine(args: argparse.Namespace) -> tuple[Any, str, str]:
+    """The engine under test, its backend and its model name (a manifest's, or e.g. "sd-turbo-random-full")."""
+    from pipelines import accelerate
+    from pipelines.registry import Registry
+    from pipelines.sd_turbo import SDControlNetEngine, build_random_components
+
+    if args.model:
+        registry = Registry()
+        return registry.load(args.model, args.device, args.dtype), registry.get(args.model).backend, args.model
+    kind, lcm, steps = BACKENDS[args.backend]
+    components = build_random_components(kind, args.config, seed=args.seed, device=args.device)
+    engine = SDControlNetEngine.from_components(
+        components,
+        name=f"{args.backend}-random-{args.config}",
+        device=args.device,
+        dtype=accelerate.torch_dtype(args.dtype),
+        lcm=lcm,
+        native_resolution=256 if args.config == "tiny" else 512,
+        default_steps=steps,
+    )
+    return engine, args.backend, engine.name
+
+
+def measure(engine: Any, *, resolution: int, steps: int, iters: int, warmup: int, device: str) -> dict[str, Any]:
+    """Warm up, then time `iters` frames: encode_prompt (cached) + encode_control (new sketch) + generate."""
+    from pipelines.accelerate import synchronize
+
+    size = (resolution, resolution)
+    engine.warmup(resolution)
+    frames = sketches(warmup + iters, resolution)
+    totals: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+    for i, sketch in enumerate(frames):
+        synchronize(device)
+        start = time.perf_counter()
+        prompt = engine.encode_prompt(PROMPT)
+        control = engine.encode_control(sketch, size)
+        result = engine.generate(prompt, control, seed=i, steps=steps, strength=1.0, resolution=size)
+        synchronize(device)
+        if i < warmup:
+            continue
+        totals.append((time.perf_counter() - start) * 1e3)
+        for stage in STAGES:
+            stages[stage].append(result.timings[stage])
+    peak = torch.cuda.max_memory_allocated(torch.device(device)) / 2**20 if device.startswith("cuda") else None
+    return {
+        "p50_ms": percentile(totals, 0.5),
+        "p95_ms": percentile(totals, 0.95),
+        "mean_ms": statistics.fmean(totals),
+        "fps_p50": 1e3 / percentile(totals, 0.5),
+        "stages_p50_ms": {stage: percentile(values, 0.5) for stage, values in stages.items()},
+        "peak_memory_mb": peak,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("what to run")
+    source.add_argument(
+        "--backend", choices=sorted(BACKENDS), default="sd-turbo", help="architecture (random weights)"
+    )
+    source.add_argument("--random-weights", action="store_true", help="seeded random weights (default size: full)")
+    source.add_argument("--config", choices=("tiny", "full"), default=None, help="random-weight size (implies it)")
+    source.add_argument("--model", default=None, help="a manifest name from assets/models instead of random weights")
+    run = parser.add_argument_group("how")
+    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: float16 on CUDA)")
+    run.add_argument("--resolution", type=int, default=None, help="square side in pixels (default: native)")
+    run.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    run.add_argument("--decoder", choices=("vae", "taesd"), default="vae")
+    run.add_argument("--iters", type=int, default=20)
+    run.add_argument("--warmup", type=int, default=3, help="untimed frames after the engine's own warm-up")
+    run.add_argument("--seed", type=int, default=0, help="random-weight seed")
+    run.add_argument("--optimized", action="store_true", help="channels_last + torch.compile(dynamic=False)")
+    run.add_argument("--compare", action="store_true", help="eager, then optimized, in the same run")
+    run.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    args = parser.parse_args(argv)
+    if args.model and (args.random_weights or args.config):
+        parser.error("--model loads a manifest; it does not combine with --random-weights / --config")
+    if not args.model:
+        args.config = args.config or "full"
+    args.dtype = args.dtype or ("float16" if args.device.startswith("cuda") else "float32")
+    if args.iters < 1 or args.warmup < 0:
+        parser.error("--iters must be >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import diffusers
+
+    args = parse_args(argv)
+    engine, backend, model = build_engine(args)
+    engine.decoder = args.decoder
+    resolution = args.resolution or engine.native_resolution
+    steps = args.steps or engine.default_steps
+    report: dict[str, Any] = {
+        "bench": "latency",
+        "backend": backend,
+        "model": model,
+        "resolution": resolution,
+        "device": args.device,
+        "device_name": device_name(args.device),
+        "steps": steps,
+        "dtype": args.dtype,
+        "decoder": args.decoder,
+        "attention": engine.attention,
+        "optimized": args.optimized or args.compare,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+    }
+    run = {"resolution": resolution, "steps": steps, "iters": args.iters, "warmup": args.warmup, "device": args.device}
+    if args.compare:
+        eager = measure(engine, **run)
+        engine.optimize()
+        optimized = measure(engine, **run)
+        report["runs"] = {"eager": eager, "optimized": optimized}
+        report["speedup_p50"] = eager["p50_ms"] / optimized["p50_ms"]
+        report.update({key: optimized[key] for key in ("p50_ms", "p95_ms", "stages_p50_ms", "peak_memory_mb")})
+    else:
+        if args.optimized:
+            engine.optimize()
+        report.update(measure(engine, **run))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
