@@ -19,8 +19,8 @@ SIGMA_D = 0.5  # TrigFlow data standard deviation (sCM sec. 2; SANA-Sprint)
 HALF_PI = math.pi / 2  # TrigFlow's pure-noise time
 
 
-def _expand(t: Tensor | float, x: Tensor) -> Tensor:
-    """Shape (b,) or scalar time -> (b, 1, ..., 1) tensor matching x's rank, dtype and device."""
+def append_dims(t: Tensor | float, x: Tensor) -> Tensor:
+    """Shape (b,) or scalar time -> a (b, 1, ..., 1) tensor with x's rank, dtype and device (k-diffusion name)."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(t.shape + (1,) * (x.dim() - t.dim()))
 
@@ -37,53 +37,53 @@ def trigflow_time_from_flow(s: Tensor) -> Tensor:
 
 def flow_input_from_trigflow(x: Tensor, t: Tensor | float) -> Tensor:
     """x_s = (x_t / sigma_d) / (cos t + sin t) = (x_t / sigma_d) sqrt(s^2 + (1 - s)^2); x is x_t / sigma_d."""
-    t = _expand(t, x)
+    t = append_dims(t, x)
     return x / (torch.cos(t) + torch.sin(t))
 
 
 def trigflow_input_from_flow(x_s: Tensor, s: Tensor | float) -> Tensor:
     """Inverse of `flow_input_from_trigflow`: returns x_t / sigma_d."""
-    s = _expand(s, x_s)
+    s = append_dims(s, x_s)
     return x_s / torch.sqrt(s**2 + (1 - s) ** 2)
 
 
 def trigflow_from_flow_velocity(x_s: Tensor, v: Tensor, s: Tensor | float) -> Tensor:
     """F = [(1 - 2s) x_s + (1 - 2s + 2s^2) v] / sqrt(s^2 + (1 - s)^2) (SanaMSCM / SanaTrigFlow)."""
-    s = _expand(s, x_s)
+    s = append_dims(s, x_s)
     return ((1 - 2 * s) * x_s + (1 - 2 * s + 2 * s**2) * v) / torch.sqrt(s**2 + (1 - s) ** 2)
 
 
 def flow_velocity_from_trigflow(x_s: Tensor, F: Tensor, s: Tensor | float) -> Tensor:
     """Inverse of `trigflow_from_flow_velocity`: v from F at the same (x_s, s)."""
-    s = _expand(s, x_s)
+    s = append_dims(s, x_s)
     return (F * torch.sqrt(s**2 + (1 - s) ** 2) - (1 - 2 * s) * x_s) / (1 - 2 * s + 2 * s**2)
 
 
 def x0_from_flow(x_s: Tensor, v: Tensor, s: Tensor | float) -> Tensor:
     """x0 = x_s - s v."""
-    return x_s - _expand(s, x_s) * v
+    return x_s - append_dims(s, x_s) * v
 
 
 def eps_from_flow(x_s: Tensor, v: Tensor, s: Tensor | float) -> Tensor:
     """eps = x_s + (1 - s) v."""
-    return x_s + (1 - _expand(s, x_s)) * v
+    return x_s + (1 - append_dims(s, x_s)) * v
 
 
 def trigflow_denoise(x_t: Tensor, F: Tensor, t: Tensor | float, sigma_d: float = SIGMA_D) -> Tensor:
     """Consistency function = denoiser, f(x_t, t) = cos t x_t - sin t sigma_d F (sCM eq. 9); f(x, 0) = x."""
-    t = _expand(t, x_t)
+    t = append_dims(t, x_t)
     return torch.cos(t) * x_t - torch.sin(t) * sigma_d * F
 
 
 def trigflow_noise(x_t: Tensor, F: Tensor, t: Tensor | float, sigma_d: float = SIGMA_D) -> Tensor:
     """The noise z implied by F: z = sin t x_t + cos t sigma_d F."""
-    t = _expand(t, x_t)
+    t = append_dims(t, x_t)
     return torch.sin(t) * x_t + torch.cos(t) * sigma_d * F
 
 
 def trigflow_target(x0: Tensor, z: Tensor, t: Tensor | float, sigma_d: float = SIGMA_D) -> Tensor:
     """The TrigFlow regression target F* = (cos t z - sin t x0) / sigma_d, i.e. (dx_t/dt) / sigma_d."""
-    t = _expand(t, x0)
+    t = append_dims(t, x0)
     return (torch.cos(t) * z - torch.sin(t) * x0) / sigma_d
 
 
@@ -91,15 +91,19 @@ def trigflow_step(
     x_t: Tensor, F: Tensor, t: Tensor | float, t_next: Tensor | float, sigma_d: float = SIGMA_D
 ) -> Tensor:
     """DDIM step t -> t_next: cos(t - t') x_t - sin(t - t') sigma_d F (= an Euler step of the flow ODE in s)."""
-    dt = _expand(t, x_t) - _expand(t_next, x_t)
+    dt = append_dims(t, x_t) - append_dims(t_next, x_t)
     return torch.cos(dt) * x_t - torch.sin(dt) * sigma_d * F
 
 
 def lcm_boundary_scalings(
-    s: Tensor, sigma_d: float = SIGMA_D, timestep_scaling: float = 10.0
+    timestep: Tensor, sigma_d: float = SIGMA_D, timestep_scaling: float = 10.0
 ) -> tuple[Tensor, Tensor]:
-    """LCM c_skip(s) = sigma_d^2 / ((10 s)^2 + sigma_d^2), c_out(s) = 10 s / sqrt((10 s)^2 + sigma_d^2)."""
-    scaled = timestep_scaling * s
+    """LCM boundary scalings for a timestep n on the 0-1000 training clock, as (c_skip, c_out).
+
+    c_skip = sigma_d^2 / ((10 n)^2 + sigma_d^2), c_out = 10 n / sqrt((10 n)^2 + sigma_d^2), so that
+    f = c_skip x + c_out x_hat0 meets f(x, 0) = x (diffusers `scalings_for_boundary_conditions`).
+    """
+    scaled = timestep_scaling * timestep
     return sigma_d**2 / (scaled**2 + sigma_d**2), scaled / torch.sqrt(scaled**2 + sigma_d**2)
 
 

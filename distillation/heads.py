@@ -1,0 +1,82 @@
+"""Small trainable heads the methods add: sCM's log-variance u_phi(t) and the LADD discriminator heads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+# b batch, c channels, n tokens
+
+
+class LogVarHead(nn.Module):
+    """u_phi(t): a linear map of Fourier features of t, zero-initialised (u = 0 at the start; sCM sec. 4.2)."""
+
+    def __init__(self, num_frequencies: int = 16, max_frequency: float = 32.0):
+        super().__init__()
+        self.register_buffer("frequencies", torch.logspace(0, math.log10(max_frequency), num_frequencies))
+        self.linear = nn.Linear(2 * num_frequencies, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, t: Tensor) -> Tensor:
+        angles = t[:, None].to(self.frequencies.dtype) * self.frequencies
+        return self.linear(torch.cat([angles.cos(), angles.sin()], dim=1)).squeeze(1).to(t.dtype)
+
+
+class DiscHead(nn.Module):
+    """StyleGAN-T-style token head (SanaMSCMDiscriminator): SN conv k=1 -> residual SN conv k -> SN conv to 1 logit.
+
+    Unconditional (c_dim = 0, text enters through the teacher's features). No local BatchNorm: it needs a
+    virtual batch of tokens the toy's one-token features do not have.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64, kernel_size: int = 9):
+        super().__init__()
+        self.proj = spectral_norm(nn.Conv1d(channels, hidden, 1))
+        pad = dict(padding=kernel_size // 2, padding_mode="circular") if kernel_size > 1 else {}
+        self.res = spectral_norm(nn.Conv1d(hidden, hidden, kernel_size, **pad))
+        self.out = spectral_norm(nn.Conv1d(hidden, 1, 1))
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(b, c, n) -> (b, n) logits."""
+        h = self.act(self.proj(features))
+        h = (h + self.act(self.res(h))) / math.sqrt(2)
+        return self.out(h).squeeze(1)
+
+
+class DiscHeads(nn.Module):
+    """One DiscHead per hooked teacher layer; token logits concatenated across heads."""
+
+    def __init__(self, channels: Sequence[int], hidden: int = 64, kernel_size: int = 9):
+        super().__init__()
+        self.heads = nn.ModuleList(DiscHead(c, hidden, kernel_size) for c in channels)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """Features (b, n, c) or (b, c) per layer -> (b, total tokens) logits."""
+        tokens = [f[:, None] if f.dim() == 2 else f for f in features]
+        return torch.cat([head(f.transpose(1, 2)) for head, f in zip(self.heads, tokens, strict=True)], dim=1)
+
+
+@contextmanager
+def hooked_features(module: nn.Module, layer_names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Collect the outputs of named submodules during the forward passes inside the block (last call wins)."""
+    features: dict[str, Tensor] = {}
+
+    def hook(name):
+        def store(_module, _inputs, output):
+            features[name] = output[0] if isinstance(output, tuple) else output
+
+        return store
+
+    handles = [module.get_submodule(name).register_forward_hook(hook(name)) for name in layer_names]
+    try:
+        yield features
+    finally:
+        for handle in handles:
+            handle.remove()

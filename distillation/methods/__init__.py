@@ -1,0 +1,20 @@
+"""Distillation methods behind the Method contract, one class per file; METHODS maps CLI names to classes."""
+
+from distillation.methods.base import Method, RoleSpec
+from distillation.methods.dmd2 import DMD2
+from distillation.methods.ladd import LADD
+from distillation.methods.lcm import LCM
+from distillation.methods.scm import SCM
+from distillation.methods.scm_ladd import SCMLADD
+from distillation.methods.twinflow import TwinFlow
+
+METHODS: dict[str, type[Method]] = {
+    "scm": SCM,
+    "ladd": LADD,
+    "scm_ladd": SCMLADD,
+    "dmd2": DMD2,
+    "twinflow": TwinFlow,
+    "lcm": LCM,
+}
+
+__all__ = ["DMD2", "LADD", "LCM", "METHODS", "SCM", "SCMLADD", "Method", "RoleSpec", "TwinFlow"]

@@ -1,0 +1,412 @@
+"""The 2-D proof of every method (notes/distillation.md sec. 5): 8-Gaussian ring, exact GMM and MLP flow teachers.
+
+    python -m distillation.toy --method scm --seed 0 --teacher gmm --json
+    python -m distillation.toy --all --markdown BENCHMARKS.md
+
+Data live in flow units (ring radius 2, std 0.1); methods see TrigFlow-scale x0 = sigma_d * data. The training
+data are teacher samples (64 Euler steps). All metrics compare against fresh draws of the true ring.
+The loop here drives methods only through the Method contract (roles, bind, update_plan, loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from distillation.methods import METHODS, Method
+from distillation.methods.lcm import lcm_consistency
+from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
+from pipelines.schedules import (
+    get_flow_timesteps,
+    get_lcm_timesteps,
+    get_trigflow_timesteps,
+    sample_euler,
+    sample_lcm,
+    sample_trigflow,
+)
+
+K, RADIUS, STD = 8, 2.0, 0.1  # the ring: K modes at radius 2 with std 0.1 (flow units)
+MODES = RADIUS * torch.stack(
+    [torch.cos(2 * math.pi * torch.arange(K) / K), torch.sin(2 * math.pi * torch.arange(K) / K)], dim=1
+)
+FEATURE_LAYERS = ("flow_model.blocks.0", "flow_model.blocks.1", "flow_model.blocks.2")
+HIDDEN = 256
+MARKERS = ("<!-- toy:begin -->", "<!-- toy:end -->")
+
+
+# ---- data and teachers -------------------------------------------------------------------------------------------
+
+
+def ring_samples(n: int, generator: torch.Generator) -> Tensor:
+    """n draws from the 8-Gaussian ring, (n, 2)."""
+    k = torch.randint(K, (n,), generator=generator)
+    return MODES[k] + STD * torch.randn(n, 2, generator=generator)
+
+
+class GMMFlow(nn.Module):
+    """Exact rectified-flow velocity of an isotropic Gaussian mixture: v = E[eps - x0 | x_s] (notes sec. 5)."""
+
+    def __init__(self, means: Tensor = MODES, std: float = STD):
+        super().__init__()
+        self.register_buffer("means", means)
+        self.std = std
+
+    def forward(self, x_s: Tensor, s: Tensor, cond=None) -> Tensor:
+        s = s[:, None, None]
+        mu = (1 - s) * self.means  # (b, k, 2): component means of x_s
+        var = (1 - s) ** 2 * self.std**2 + s**2  # (b, 1, 1)
+        diff = x_s[:, None] - mu
+        log_w = -(diff**2).sum(-1, keepdim=True) / (2 * var) - torch.log(var)  # equal weights pi_k, d = 2
+        w = torch.softmax(log_w, dim=1)
+        # Per component: E[eps|x_s] = s diff / var, E[x0|x_s] = mu_k + (1 - s) std^2 diff / var.
+        v_k = (s - (1 - s) * self.std**2) * diff / var - self.means
+        return (w * v_k).sum(1)
+
+
+class FlowMLP(nn.Module):
+    """v_theta(x_s, s): 3 x 256 SiLU MLP on x_s and Fourier features of the dense time s (c_noise(s) = s)."""
+
+    def __init__(self, hidden: int = HIDDEN, num_frequencies: int = 16):
+        super().__init__()
+        self.register_buffer("frequencies", torch.logspace(0, math.log10(50.0), num_frequencies))
+        dims = [2 + 1 + 2 * num_frequencies, hidden, hidden, hidden]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(i, o), nn.SiLU()) for i, o in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.out = nn.Linear(hidden, 2)
+
+    def forward(self, x_s: Tensor, s: Tensor, cond=None) -> Tensor:
+        angles = s[:, None] * self.frequencies
+        h = torch.cat([x_s, s[:, None], angles.sin(), angles.cos()], dim=1)
+        for block in self.blocks:
+            h = block(h)
+        return self.out(h)
+
+
+def _adam_fit(net: nn.Module, loss_fn: Callable[[], Tensor], steps: int, lr: float) -> nn.Module:
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+        sched.step()
+    return net.requires_grad_(False).eval()
+
+
+def train_flow_teacher(steps: int, seed: int, batch: int = 512, lr: float = 1e-3) -> FlowMLP:
+    """The learned teacher: flow matching on ring samples, ||v_theta(x_s, s) - (eps - x0)||^2."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = FlowMLP()
+
+    def loss():
+        x0, eps, s = ring_samples(batch, g), torch.randn(batch, 2, generator=g), torch.rand(batch, generator=g)
+        x_s = (1 - s[:, None]) * x0 + s[:, None] * eps
+        return ((net(x_s, s) - (eps - x0)) ** 2).mean()
+
+    return _adam_fit(net, loss, steps, lr)
+
+
+def fit_to_field(field: nn.Module, steps: int, seed: int, batch: int = 512, lr: float = 1e-3) -> FlowMLP:
+    """An MLP regressed onto an exact velocity field along the data path: the network that stands in for the GMM
+    teacher's weights (student, fake-score and LADD-backbone initialisation)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = FlowMLP()
+
+    def loss():
+        x0, eps, s = ring_samples(batch, g), torch.randn(batch, 2, generator=g), torch.rand(batch, generator=g)
+        x_s = (1 - s[:, None]) * x0 + s[:, None] * eps
+        return ((net(x_s, s) - field(x_s, s)) ** 2).mean()
+
+    return _adam_fit(net, loss, steps, lr)
+
+
+# ---- metrics -----------------------------------------------------------------------------------------------------
+
+
+def energy_distance(x: Tensor, y: Tensor) -> float:
+    """ED^2 = 2 E|X - Y| - E|X - X'| - E|Y - Y'| (V-statistic)."""
+    x, y = x.double(), y.double()
+    return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
+
+
+def sliced_w2(x: Tensor, y: Tensor, generator: torch.Generator, num_projections: int = 256) -> float:
+    """Sliced 2-Wasserstein distance over random directions (equal sample counts)."""
+    theta = torch.randn(2, num_projections, generator=generator, dtype=torch.float64)
+    theta = theta / theta.norm(dim=0)
+    px, py = torch.sort(x.double() @ theta, dim=0).values, torch.sort(y.double() @ theta, dim=0).values
+    return ((px - py) ** 2).mean().sqrt().item()
+
+
+def mode_masses(x: Tensor) -> Tensor:
+    """Fraction of samples within 3 std of each mode, (K,)."""
+    d = torch.cdist(x.double(), MODES.double())
+    near = d.min(dim=1)
+    inside = near.values <= 3 * STD
+    return torch.bincount(near.indices[inside], minlength=K).double() / x.shape[0]
+
+
+# ---- the Method-contract loop ------------------------------------------------------------------------------------
+
+
+def build_models(method: Method, teacher: nn.Module, teacher_net: nn.Module) -> dict[str, nn.Module]:
+    """Role networks: `teacher` is the target teacher; init="teacher" roles copy `teacher_net` (frozen ones share
+    it), init="new" roles are built by the method. Frozen roles get requires_grad False."""
+    models = {}
+    for name, spec in method.roles().items():
+        if name == "teacher":
+            module = teacher
+        elif spec.init == "new":
+            module = spec.build()
+        else:
+            module = copy.deepcopy(teacher_net) if spec.trainable else teacher_net
+        models[name] = module.requires_grad_(spec.trainable)
+    return models
+
+
+def make_optimizers(method: Method, models: dict[str, nn.Module], lrs: dict[str, float]) -> dict:
+    """One Adam per updated role, also stepping the roles declared `steps_with` it."""
+    specs = method.roles()
+    optimizers = {}
+    for name, spec in specs.items():
+        if spec.trainable and spec.steps_with is None:
+            members = [name] + [n for n, s in specs.items() if s.steps_with == name]
+            params = [p for n in members for p in models[n].parameters()]
+            optimizers[name] = torch.optim.Adam(params, lr=lrs.get(name, lrs["default"]), betas=(0.9, 0.99))
+    return optimizers
+
+
+def train_step(method: Method, optimizers: dict, batch: dict, step: int, clip: float = 1.0) -> dict[str, float]:
+    """One step of the plan: per role, zero every gradient, backprop its loss, clip, step its optimizer.
+    A non-finite loss skips that role's update (counted under "skipped")."""
+    logs: dict[str, float] = {}
+    for role in method.update_plan(step):
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        out = method.loss(role, batch, step)
+        if not torch.isfinite(out["loss"]):
+            logs["skipped"] = logs.get("skipped", 0.0) + 1
+            continue
+        out["loss"].backward()
+        params = [p for group in optimizers[role].param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizers[role].step()
+        logs.update({f"{role}/{k}": float(v.detach()) for k, v in out.items()})
+    return logs
+
+
+# ---- per-method toy settings -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToySetting:
+    """Steps, batch, learning rates (per role, "default" for the rest) and method keyword arguments."""
+
+    steps: int
+    batch: int = 256
+    lrs: dict[str, float] = field(default_factory=lambda: {"default": 1e-4})
+    kwargs: dict = field(default_factory=dict)
+    student_steps: int = 1  # judged at this many sampling steps (LCM at 2, against the teacher at 8)
+
+
+LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3, head_kernel_size=1)
+SETTINGS: dict[str, ToySetting] = {
+    "scm": ToySetting(steps=3000, kwargs=dict(tangent_warmup=500)),
+    "ladd": ToySetting(steps=3000, lrs={"default": 1e-4, "heads": 1e-3}, kwargs=dict(LADD_KWARGS)),
+    "scm_ladd": ToySetting(
+        steps=3000, lrs={"default": 1e-4, "heads": 1e-3}, kwargs=dict(LADD_KWARGS, tangent_warmup=500)
+    ),
+    "dmd2": ToySetting(steps=3000, lrs={"default": 1e-4, "fake": 1e-3}),
+    "twinflow": ToySetting(steps=3000),
+    "lcm": ToySetting(steps=3000, student_steps=2),
+}
+
+
+def student_sampler(name: str, method: Method, student: nn.Module, steps: int) -> Callable[[Tensor], Tensor]:
+    """Noise eps ~ N(0, I) (b, 2) -> student samples in flow units."""
+    if name == "lcm":
+        ts = get_lcm_timesteps(steps)
+        return lambda eps: sample_lcm(lambda x, s: lcm_consistency(student, x, s), eps, ts, generator=None)
+    ts = get_trigflow_timesteps(steps)
+    return lambda eps: sample_trigflow(lambda x, t: student(x, t, None), SIGMA_D * eps, ts) / SIGMA_D
+
+
+# ---- one run -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scale:
+    """Sizes of a run: full (the proof) or smoke (the test suite's seconds-long check)."""
+
+    teacher_steps: int = 5000
+    pool: int = 8192
+    n_eval: int = 4096
+    train_steps: int | None = None
+
+
+SMOKE = Scale(teacher_steps=20, pool=512, n_eval=256, train_steps=3)
+
+
+def make_teacher(kind: str, seed: int, scale: Scale) -> tuple[nn.Module, nn.Module]:
+    """(teacher, teacher_net) as TrigFlow models; for "gmm" the teacher is exact and teacher_net is an MLP fit."""
+    if kind == "gmm":
+        return FlowAsTrigFlow(GMMFlow()), FlowAsTrigFlow(fit_to_field(GMMFlow(), scale.teacher_steps, seed))
+    if kind == "mlp":
+        net = FlowAsTrigFlow(train_flow_teacher(scale.teacher_steps, seed))
+        return net, net
+    raise ValueError(f"unknown teacher {kind!r}; use gmm or mlp")
+
+
+def run(name: str, seed: int, teacher_kind: str, scale: Scale | None = None, teachers: dict | None = None) -> dict:
+    """Train one method on one teacher and seed; returns the JSON record (notes sec. 5 pass criteria).
+    `teachers` caches (teacher, teacher_net) per (kind, seed) across runs."""
+    start = time.perf_counter()
+    scale = scale or Scale()
+    teachers = {} if teachers is None else teachers
+    if (teacher_kind, seed) not in teachers:
+        teachers[teacher_kind, seed] = make_teacher(teacher_kind, seed, scale)
+    teacher, teacher_net = teachers[teacher_kind, seed]
+    velocity = teacher.flow_model
+    g = torch.Generator().manual_seed(10_000 + seed)
+
+    def teacher_samples(steps: int, n: int) -> Tensor:
+        return sample_euler(lambda x, s: velocity(x, s), torch.randn(n, 2, generator=g), get_flow_timesteps(steps))
+
+    pool = SIGMA_D * teacher_samples(64, scale.pool)
+    setting = SETTINGS[name]
+    method = METHODS[name](**setting.kwargs)
+    torch.manual_seed(seed)
+    models = build_models(method, teacher, teacher_net)
+    method.bind(models)
+    optimizers = make_optimizers(method, models, setting.lrs)
+    steps = scale.train_steps if scale.train_steps is not None else setting.steps
+    batch_size = max(setting.batch, method.min_batch)
+    skipped = 0.0
+    for step in range(steps):
+        idx = torch.randint(scale.pool, (batch_size,), generator=g)
+        skipped += train_step(method, optimizers, {"x0": pool[idx]}, step).get("skipped", 0.0)
+
+    n = scale.n_eval
+    ref, ref2 = ring_samples(n, g), ring_samples(n, g)
+    student = student_sampler(name, method, models["student"], setting.student_steps)(torch.randn(n, 2, generator=g))
+    baseline = 8 if setting.student_steps > 1 else 4
+    teacher_k = {k: teacher_samples(k, n) for k in (1, 4, 8, 64)}
+    ed = {k: energy_distance(x, ref) for k, x in teacher_k.items()}
+    sw2 = {k: sliced_w2(x, ref, g) for k, x in teacher_k.items()}
+    masses = mode_masses(student)
+    record = {
+        "method": name,
+        "teacher": teacher_kind,
+        "seed": seed,
+        "train_steps": steps,
+        "student_steps": setting.student_steps,
+        "ed_student": energy_distance(student, ref),
+        "ed_teacher_1": ed[1],
+        "ed_teacher_4": ed[4],
+        "ed_teacher_8": ed[8],
+        "ed_teacher_64": ed[64],
+        "noise_floor": energy_distance(ref2, ref),
+        "sw2_student": sliced_w2(student, ref, g),
+        "sw2_teacher_1": sw2[1],
+        "sw2_teacher_4": sw2[4],
+        "sw2_teacher_8": sw2[8],
+        "sw2_teacher_64": sw2[64],
+        "modes_covered": int((masses >= 1 / (4 * K)).sum()),
+        "mode_mass_min": masses.min().item(),
+        "mode_mass_max": masses.max().item(),
+        "precision": masses.sum().item(),
+        "precision_teacher_1": mode_masses(teacher_k[1]).sum().item(),
+        "skipped_updates": int(skipped),
+    }
+    record["baseline_steps"] = baseline
+    record["teacher_ok"] = record["ed_teacher_64"] <= 3 * record["noise_floor"]
+    record["sw2_agrees"] = record["sw2_student"] <= sw2[baseline]
+    record["pass"] = bool(
+        record["ed_student"] <= ed[baseline]
+        and record["ed_student"] <= 0.1 * ed[1]
+        and bool(((masses >= 0.5 / K) & (masses <= 2 / K)).all())
+        and record["precision"] >= 0.9
+    )
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return record
+
+
+# ---- the results table -------------------------------------------------------------------------------------------
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The BENCHMARKS.md section: one row per run, then the pass count per method and teacher."""
+    lines = [
+        "| method | teacher | seed | steps | ED² student | ED² teacher@1 | ED² teacher@4 (@8 for LCM) "
+        "| ED² teacher@64 | noise floor | modes | mass min/max | precision | SW2 student / baseline | pass | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        base = r["ed_teacher_8"] if r["baseline_steps"] == 8 else r["ed_teacher_4"]
+        sw2_base = r["sw2_teacher_8"] if r["baseline_steps"] == 8 else r["sw2_teacher_4"]
+        lines.append(
+            f"| {r['method']} | {r['teacher']} | {r['seed']} | {r['student_steps']} | {r['ed_student']:.4f} "
+            f"| {r['ed_teacher_1']:.3f} | {base:.4f} | {r['ed_teacher_64']:.4f} | {r['noise_floor']:.4f} "
+            f"| {r['modes_covered']}/8 | {r['mode_mass_min']:.3f}/{r['mode_mass_max']:.3f} | {r['precision']:.3f} "
+            f"| {r['sw2_student']:.3f} / {sw2_base:.3f} | {'yes' if r['pass'] else 'no'} | {r['seconds']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace (or append) the text between the toy markers in `path`."""
+    text = path.read_text() if path.exists() else ""
+    section = f"{MARKERS[0]}\n{body}\n{MARKERS[1]}"
+    if MARKERS[0] in text and MARKERS[1] in text:
+        head, rest = text.split(MARKERS[0], 1)
+        text = head + section + rest.split(MARKERS[1], 1)[1]
+    else:
+        text = (text.rstrip() + "\n\n" if text else "") + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=sorted(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher", choices=("gmm", "mlp"), default="gmm")
+    parser.add_argument("--json", action="store_true", help="print the record as one JSON line")
+    parser.add_argument("--all", action="store_true", help="every method x seeds 0, 1, 2 x both teachers")
+    parser.add_argument("--markdown", type=Path, help="with --all: write the table between the toy markers")
+    parser.add_argument("--smoke", action="store_true", help="a few steps at small sizes (plumbing only)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    scale = SMOKE if args.smoke else Scale()
+    if args.all:
+        teachers: dict = {}
+        records = []
+        for teacher_kind in ("gmm", "mlp"):
+            for seed in (0, 1, 2):
+                for name in METHODS:
+                    records.append(run(name, seed, teacher_kind, scale, teachers))
+                    print(json.dumps(records[-1]), flush=True)
+        if args.markdown:
+            write_section(args.markdown, markdown_table(records))
+        summary = {"runs": len(records), "passed": sum(r["pass"] for r in records)}
+        print(json.dumps(summary))
+        return
+    if args.method is None:
+        parser.error("--method is required without --all")
+    record = run(args.method, args.seed, args.teacher, scale)
+    print(json.dumps(record) if args.json else markdown_table([record]))
+
+
+if __name__ == "__main__":
+    main()
