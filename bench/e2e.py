@@ -96,6 +96,37 @@ def draw_stroke(page, index: int, *, segments: int = 12, pause_ms: int = 16, rel
         page.mouse.up()
 
 
+HOUSE = [
+    [(0.2, 0.55), (0.2, 0.85), (0.8, 0.85), (0.8, 0.55), (0.2, 0.55)],
+    [(0.15, 0.58), (0.5, 0.28), (0.85, 0.58)],
+    [(0.42, 0.85), (0.42, 0.68), (0.58, 0.68), (0.58, 0.85)],
+    [(0.75, 0.1), (0.85, 0.12), (0.88, 0.2), (0.83, 0.27), (0.74, 0.26), (0.7, 0.18), (0.75, 0.1)],
+]
+
+
+def draw_polyline(page, points: list[tuple[float, float]], pause_ms: int = 12) -> None:
+    """A stroke through points given as fractions of the canvas."""
+    box = page.locator("#ss-canvas").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for (xa, ya), (xb, yb) in zip(xy, xy[1:], strict=False):
+        for k in range(1, 7):
+            page.mouse.move(xa + (xb - xa) * k / 6, ya + (yb - ya) * k / 6)
+            page.wait_for_timeout(pause_ms)
+    page.mouse.up()
+
+
+def screenshot(url: str, path: Path) -> None:
+    """Draw a small house and save a screenshot of the Live tab (the README picture)."""
+    with browser() as chromium:
+        page = open_canvas(chromium, url)
+        for line in HOUSE:
+            draw_polyline(page, line)
+        wait_idle(page)
+        page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1000})
+
+
 def wait_idle(page, timeout_s: float = 30.0) -> None:
     """Wait until no request is in flight and the last sent frame is shown (or was answered)."""
     page.wait_for_function(
@@ -175,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--strokes", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    parser.add_argument("--screenshot", type=Path, default=None, help="also save a screenshot of a drawn house")
     args = parser.parse_args(argv)
     import platform
 
@@ -183,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     with running_app(args.model, args.device) as (url, sessions):
         figures = measure(url, args.strokes)
         model = sessions.default_model
+        if args.screenshot:
+            screenshot(url, args.screenshot)
     report = {
         "bench": "e2e",
         "model": model,

@@ -1,0 +1,98 @@
+"""Copy benchmark JSON (bench/results/*.json, one object per file) into README tables between markers.
+
+python -m bench.e2e --json | tail -1 > bench/results/e2e_cpu.json
+python -m bench.report            # rewrites the <!-- bench:NAME:begin/end --> blocks in README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """Markdown table; columns are (header, dotted key into each row)."""
+
+    def get(row, key):
+        for part in key.split("."):
+            row = row.get(part, "") if isinstance(row, dict) else ""
+        return fmt(row)
+
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(get(r, k) for _, k in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+TABLES = {
+    "e2e": [
+        ("file", "_file"),
+        ("model", "model"),
+        ("device", "device"),
+        ("strokes", "strokes"),
+        ("frames", "frames"),
+        ("stroke→pixel p50 ms", "p50_ms"),
+        ("p95 ms", "p95_ms"),
+        ("engine p50 ms", "engine_p50_ms"),
+        ("overhead p50 ms", "overhead_p50_ms"),
+        ("browser encode", "breakdown_p50_ms.browser_encode"),
+        ("upload+reply", "breakdown_p50_ms.upload_and_reply"),
+        ("queue", "breakdown_p50_ms.queue"),
+        ("decode+paint", "breakdown_p50_ms.decode_and_paint"),
+        ("stale dropped", "stale_dropped"),
+    ],
+    "latency": [
+        ("file", "_file"),
+        ("backend", "backend"),
+        ("device", "device_name"),
+        ("resolution", "resolution"),
+        ("steps", "steps"),
+        ("dtype", "dtype"),
+        ("decoder", "decoder"),
+        ("p50 ms", "p50_ms"),
+        ("p95 ms", "p95_ms"),
+        ("denoise p50", "stages_p50_ms.denoise"),
+        ("decode p50", "stages_p50_ms.decode"),
+    ],
+}
+
+
+def load(prefix: str) -> list[dict]:
+    rows = []
+    for path in sorted(RESULTS.glob(f"{prefix}*.json")):
+        row = json.loads(path.read_text().strip().splitlines()[-1])
+        rows.extend({**r, "_file": path.name} for r in (row if isinstance(row, list) else [row]))
+    return rows
+
+
+def render(readme: str) -> str:
+    for name, columns in TABLES.items():
+        begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+        if begin not in readme or end not in readme:
+            continue
+        rows = load(name)
+        body = table(rows, columns) if rows else "_no results yet: run the command above_"
+        head, rest = readme.split(begin, 1)
+        readme = head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    args.readme.write_text(render(args.readme.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
