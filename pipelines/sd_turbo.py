@@ -329,6 +329,7 @@ def _vae_config(kind: str, size: str) -> dict[str, Any]:
             "block_out_channels": (4, 4, 8, 8),
             "layers_per_block": 1,
             "norm_num_groups": 4,
+            "mid_block_add_attention": False,  # CPU SDPA on 1024 one-head tokens costs more than the rest
             "sample_size": 256,
         }
     return {
@@ -711,6 +712,8 @@ class SDControlNetEngine:
         latents = latents * scheduler.init_noise_sigma
 
         # 3. denoise: ControlNet residuals (scaled by strength) + UNet prediction + scheduler step, per timestep
+        # a tensor, not a float: torch.compile would specialise on (and recompile for) every new strength value
+        scale = torch.tensor(float(strength), device=self.device, dtype=self.dtype)
         for t in scheduler.timesteps:
             x_in = scheduler.scale_model_input(latents, t)
             down, mid = self.controlnet(
@@ -718,7 +721,7 @@ class SDControlNetEngine:
                 t,
                 encoder_hidden_states=embeds,
                 controlnet_cond=image,
-                conditioning_scale=float(strength),
+                conditioning_scale=scale,
                 guess_mode=self.guess_mode,
                 added_cond_kwargs=added,
                 return_dict=False,

@@ -239,3 +239,10 @@ def test_shipped_tiny_random_manifest_runs_offline():
     )
     assert result.image.size == (256, 256)
     assert np.asarray(result.image).std() > 0
+
+
+def test_float16_load_falls_back_to_full_precision_files(sd_registry):
+    engine = sd_registry.load("tiny-sdxl", "cpu", "float16")  # the folders hold no fp16 variant
+    assert engine.unet.dtype == engine.controlnet.dtype == engine.text_encoders[1].dtype == torch.float16
+    assert engine.vae.dtype == torch.float32  # SDXL's VAE (force_upcast) decodes in float32, as diffusers does
+    assert engine.taesd.dtype == torch.float16
