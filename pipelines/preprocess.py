@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipelines.hed import HED, hed_edges, thin_edges
+
 # b batch, h w height width; images here are HxWx3 uint8 RGB unless said otherwise
 MAX_UPLOAD_SIDE = 2048
 MAX_UPLOAD_PIXELS = 100_000_000
-LINE_METHODS = ("none", "canny", "lineart")
+LINE_METHODS = ("none", "canny", "lineart") + (("hed",) if HED.available() else ())
 
 
 class InputError(ValueError):
@@ -65,13 +67,15 @@ def sketch_to_scribble(rgb: np.ndarray, size: tuple[int, int], *, threshold: int
 
 
 def extract_lines(rgb: np.ndarray, method: str) -> np.ndarray:
-    """Photo or drawing -> black lines on white, in the canvas's convention. method: none | canny | lineart."""
+    """Photo or drawing -> black lines on white, in the canvas's convention. method: one of LINE_METHODS."""
     if method not in LINE_METHODS:
         raise InputError(f"unknown line extractor {method!r}; choose one of {LINE_METHODS}")
     if method == "none":
         return rgb
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if method == "canny":
+    if method == "hed":
+        edges = thin_edges(hed_edges(rgb)).astype(np.uint8) * 255
+    elif method == "canny":
         median = float(np.median(gray))
         edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 0), int(max(0, 0.66 * median)), int(min(255, 1.33 * median)))
     else:
