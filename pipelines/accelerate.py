@@ -25,10 +25,6 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {name!r}; use one of {sorted(DTYPES)}") from None
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def set_attention(modules: list[nn.Module], device: str) -> str:
     """xformers memory-efficient attention on CUDA when it is installed, else PyTorch SDPA (diffusers' default).
     Returns the kernel's name."""

@@ -13,7 +13,7 @@ from diffusers import (
 from PIL import Image
 
 from pipelines.registry import MODELS_DIR, ModelError, Registry
-from pipelines.sd_turbo import SDControlNetEngine
+from pipelines.sd_turbo import SDControlNetEngine, build_random_components
 from tests.pipelines.conftest import write_manifest
 
 PROMPT = "a red fox sitting in the snow, watercolour"
@@ -246,3 +246,14 @@ def test_float16_load_falls_back_to_full_precision_files(sd_registry):
     assert engine.unet.dtype == engine.controlnet.dtype == engine.text_encoders[1].dtype == torch.float16
     assert engine.vae.dtype == torch.float32  # SDXL's VAE (force_upcast) decodes in float32, as diffusers does
     assert engine.taesd.dtype == torch.float16
+
+
+def test_channels_last_gives_the_same_frame():
+    engine = SDControlNetEngine.from_components(
+        build_random_components("sd", "tiny", seed=3), name="cl", device="cpu", dtype=torch.float32
+    )
+    args = {"seed": 2, "steps": 2, "strength": 1.0, "resolution": (256, 256)}
+    before = our_image(engine, make_sketch(), **args)
+    engine.optimize(channels_last=True, compile=False)
+    assert engine.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(our_image(engine, make_sketch(), **args), before, atol=ATOL, rtol=0)
