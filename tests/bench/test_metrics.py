@@ -30,7 +30,7 @@ GRADIO = importlib.util.find_spec("gradio")
 GRADIO_IMAGES = Path(next(iter(GRADIO.submodule_search_locations))) / "media_assets" / "images" if GRADIO else Path()
 
 
-def photos(names: tuple[str, ...] = ("cheetah.jpg", "lion.jpg", "tower.jpg"), size: int = 96) -> np.ndarray:
+def photos(names: tuple[str, ...] = ("cheetah.jpg", "tower.jpg"), size: int = 96) -> np.ndarray:
     """Square crops (two corners and the centre) of gradio's sample photos."""
     crops = []
     for name in names:
