@@ -1,0 +1,160 @@
+"""Method-contract invariants: zero gradients at the fixed points, frozen roles stay frozen, trainable roles move."""
+
+import copy
+
+import pytest
+import torch
+
+from distillation.methods import DMD2, LADD, LCM, METHODS, SCM, SCMLADD, TwinFlow
+from distillation.methods.base import teacher_F
+from distillation.methods.lcm import lcm_consistency
+from distillation.toy import FEATURE_LAYERS, FlowMLP, build_models, make_optimizers, ring_samples, train_step
+from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
+
+HIDDEN = 32
+LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3, head_kernel_size=1)
+
+
+def make_method(name):
+    kwargs = LADD_KWARGS if name in ("ladd", "scm_ladd") else {}
+    return METHODS[name](**kwargs)
+
+
+@pytest.fixture
+def teacher():
+    torch.manual_seed(0)
+    return FlowAsTrigFlow(FlowMLP(hidden=HIDDEN)).requires_grad_(False)
+
+
+@pytest.fixture
+def batch():
+    return {"x0": SIGMA_D * ring_samples(16, torch.Generator().manual_seed(0))}
+
+
+def bound(method, teacher):
+    models = build_models(method, teacher, teacher)
+    method.bind(models)
+    return models
+
+
+def grads(module):
+    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in module.parameters()])
+
+
+def test_scm_gradient_vanishes_when_the_student_is_the_teacher(teacher, batch):
+    """r = 0 (start of the tangent warm-up), no CFG: g = -cos^2 t (sigma_d F^- - dx/dt) = 0 and F_theta = F^-."""
+    method = SCM(tangent_warmup=100)
+    models = bound(method, teacher)
+    torch.manual_seed(1)
+    method.loss("student", batch, step=0)["loss"].backward()
+    assert grads(models["student"]).abs().max() < 1e-6
+    assert grads(models["logvar"]).abs().max() > 1e-3  # u_phi still learns the loss scale
+    models["student"].zero_grad()
+    torch.manual_seed(1)
+    out = method.loss("student", batch, step=100)  # r = 1: the Jacobian term makes a target
+    out["loss"].backward()
+    assert out["g_norm"] > 1e-3 and grads(models["student"]).abs().max() > 1e-4
+
+
+def test_scm_target_moves_with_guidance(teacher, batch):
+    """CFG F_u + w (F_c - F_u): w = 1 is the conditional teacher; another w makes a non-zero target."""
+    x, t = batch["x0"], torch.full((16,), 0.7)
+    cond, uncond = torch.ones(16, 1), torch.zeros(16, 1)
+
+    class Conditional(torch.nn.Module):
+        def forward(self, x, t, cond):
+            return teacher(x, t) + cond
+
+    guided = {"cond": cond, "uncond": uncond, "guidance": torch.full((16,), 1.0)}
+    torch.testing.assert_close(teacher_F(Conditional(), x, t, guided), teacher(x, t) + 1)
+    guided["guidance"] = torch.full((16,), 4.5)
+    torch.testing.assert_close(teacher_F(Conditional(), x, t, guided), teacher(x, t) + 4.5)
+
+
+def test_ladd_leaves_the_teacher_untouched_and_moves_the_heads(teacher, batch):
+    method = LADD(**LADD_KWARGS)
+    models = bound(method, teacher)
+    before = {name: copy.deepcopy(m.state_dict()) for name, m in models.items()}
+    optimizers = make_optimizers(method, models, {"default": 1e-3})
+    for step in range(2):
+        logs = train_step(method, optimizers, batch, step)
+    assert {"student/loss", "heads/loss", "heads/d_acc"} <= set(logs)
+    for key, value in models["backbone"].state_dict().items():
+        assert torch.equal(value, before["backbone"][key]), key
+    assert models["backbone"] is teacher
+    assert any(not torch.equal(v, before["heads"][k]) for k, v in models["heads"].state_dict().items())
+
+
+def test_ladd_hinge_loss_falls_on_separable_data(teacher):
+    """Real samples far from the student's (shifted by 4), little re-noising: the heads learn to tell them apart."""
+    method = LADD(**LADD_KWARGS, max_time_prob=1.0, p_mean_d=-2.0)
+    models = bound(method, teacher)
+    optimizers = make_optimizers(method, models, {"default": 1e-3})
+    batch = {"x0": SIGMA_D * (ring_samples(64, torch.Generator().manual_seed(0)) + torch.tensor([4.0, 0.0]))}
+    torch.manual_seed(0)
+    first = method.loss("heads", batch, 0)["loss"].item()
+    for step in range(30):
+        optimizers["heads"].zero_grad()
+        method.loss("heads", batch, step)["loss"].backward()
+        optimizers["heads"].step()
+    torch.manual_seed(0)
+    last = method.loss("heads", batch, 0)
+    assert last["loss"].item() < first - 0.05 and last["d_acc"] > 0.6
+
+
+def test_dmd2_gradient_vanishes_when_fake_equals_real(teacher, batch):
+    method = DMD2()
+    models = bound(method, teacher)
+    out = method.loss("student", batch, 0)
+    out["loss"].backward()
+    assert out["dm_grad_norm"] == 0 and grads(models["student"]).abs().max() == 0
+    with torch.no_grad():
+        for p in models["fake"].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = method.loss("student", batch, 0)
+    out["loss"].backward()
+    assert grads(models["student"]).abs().max() > 0
+
+
+def test_dmd2_two_time_scale_plan_and_backward_simulation(teacher, batch):
+    method = DMD2(fake_updates=5, num_student_steps=4)
+    bound(method, teacher)
+    assert [method.update_plan(s) for s in range(6)] == [["student", "fake"]] + [["fake"]] * 4 + [["student", "fake"]]
+    torch.manual_seed(3)
+    a = method.generate(batch)
+    torch.manual_seed(3)
+    b = method.generate({"x0": batch["x0"] * 100 + 7})  # student inputs never read the data values
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_lcm_consistency_function_is_identity_at_s0(teacher):
+    x_s = torch.randn(8, 2)
+    torch.testing.assert_close(lcm_consistency(teacher, x_s, torch.zeros(8)), x_s, rtol=0, atol=1e-6)
+
+
+def test_minimum_batches():
+    assert LADD(**LADD_KWARGS).min_batch == 2 and SCMLADD(**LADD_KWARGS).min_batch == 2
+    assert TwinFlow().min_batch == 4 and SCM().min_batch == 1 and LCM().min_batch == 1
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_only_declared_trainable_parameters_change(name, teacher, batch):
+    """Six plan steps (DMD2's student first moves once the fake score has left the teacher; sCM's once r > 0)."""
+    method = make_method(name)
+    models = bound(method, teacher)
+    specs = method.roles()
+    before = {n: copy.deepcopy(m.state_dict()) for n, m in models.items()}
+    optimizers = make_optimizers(method, models, {"default": 1e-3})
+    for step in range(6):
+        logs = train_step(method, optimizers, batch, step)
+        assert logs and all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    for role, module in models.items():
+        changed = any(not torch.equal(p, before[role][k]) for k, p in module.named_parameters())
+        assert changed == specs[role].trainable, (role, changed)
+        if not specs[role].trainable:
+            assert all(not p.requires_grad for p in module.parameters())
+
+
+def test_bind_reports_missing_roles(teacher):
+    with pytest.raises(ValueError, match="needs roles"):
+        DMD2().bind({"student": teacher})

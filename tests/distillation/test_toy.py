@@ -1,0 +1,76 @@
+"""The 2-D toy: exact GMM teacher, metrics, the smoke run of every method, the CLI and the BENCHMARKS section."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from distillation import toy
+from distillation.methods import METHODS
+
+KEYS = {
+    "method",
+    "teacher",
+    "seed",
+    "ed_student",
+    "ed_teacher_1",
+    "ed_teacher_4",
+    "ed_teacher_64",
+    "noise_floor",
+    "modes_covered",
+    "precision",
+    "pass",
+    "seconds",
+}
+
+
+def test_gmm_velocity_is_exact_for_one_gaussian():
+    """One component N(mu, std^2): v(x_s, s) = E[eps - x0 | x_s] in closed form; one Euler step from s = 1 -> mean."""
+    mu, std = torch.tensor([[1.0, -2.0]], dtype=torch.float64), 0.3
+    field = toy.GMMFlow(mu, std)
+    x, s = torch.randn(6, 2, dtype=torch.float64), torch.rand(6, dtype=torch.float64)
+    var = ((1 - s) ** 2 * std**2 + s**2)[:, None]
+    expected = (
+        s[:, None] * (x - (1 - s[:, None]) * mu) - (1 - s[:, None]) * std**2 * (x - (1 - s[:, None]) * mu)
+    ) / var
+    torch.testing.assert_close(field(x, s), expected - mu)
+    ring = toy.GMMFlow()
+    x1 = torch.randn(6, 2)
+    torch.testing.assert_close(x1 - ring(x1, torch.ones(6)), torch.zeros(6, 2), atol=1e-5, rtol=0)
+
+
+def test_metrics():
+    g = torch.Generator().manual_seed(0)
+    a, b = toy.ring_samples(2000, g), toy.ring_samples(2000, g)
+    assert toy.energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
+    floor, shifted = toy.energy_distance(a, b), toy.energy_distance(a, b + 0.5)
+    assert 0 <= floor < 0.01 < shifted
+    assert toy.sliced_w2(a, b + 0.5, g) > 3 * toy.sliced_w2(a, b, g)
+    masses = toy.mode_masses(a)
+    assert masses.shape == (8,) and masses.sum() > 0.95 and masses.min() > 0.5 / 8
+    assert toy.mode_masses(torch.zeros(10, 2)).sum() == 0
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_smoke_run(name):
+    record = toy.run(name, 0, "gmm", toy.SMOKE)
+    assert KEYS <= set(record) and record["method"] == name
+    assert all(math.isfinite(v) for v in record.values() if isinstance(v, float))
+    assert 0 <= record["precision"] <= 1 and 0 <= record["modes_covered"] <= 8
+
+
+def test_cli_prints_one_json_line(capsys):
+    toy.main(["--method", "scm", "--teacher", "mlp", "--seed", "1", "--smoke", "--json"])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert KEYS <= set(record) and record["teacher"] == "mlp" and record["seed"] == 1
+
+
+def test_markdown_section_is_replaced_between_markers(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    toy.write_section(path, "first")
+    path.write_text("# Benchmarks\n\nintro\n\n" + path.read_text() + "\n## Later\nkept\n")
+    toy.write_section(path, "second")
+    text = path.read_text()
+    assert "first" not in text and "second" in text and text.count(toy.MARKERS[0]) == 1
+    assert text.startswith("# Benchmarks\n\nintro") and text.endswith("## Later\nkept\n")
