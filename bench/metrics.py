@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipelines.hed import hed_edges, load_hed, skeletonize, thin_edges
+from pipelines.hed import canny_lines, hed_edges, load_hed, skeletonize, thin_edges
 
 # b batch, c channels, h w height width, d feature dimension; images are (b, h, w, 3) uint8 RGB
 FD_LABEL = "FD-EffNetLite0, not comparable to FID"
@@ -199,15 +201,13 @@ def image_lines(image: np.ndarray, *, method: str = "hed") -> np.ndarray:
     if method == "hed":
         return thin_edges(hed_edges(image, model=load_hed()))
     if method == "canny":
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        median = float(np.median(gray))
-        return cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 0), int(0.66 * median), int(min(255, 1.33 * median))) > 0
+        return canny_lines(image)
     raise ValueError(f"unknown edge method {method!r}; choose hed or canny")
 
 
 def default_radius(height: int, width: int) -> float:
-    """Matching tolerance: 1% of the image diagonal (1.8 px at 128x128, 7.2 px at 512x512)."""
-    return 0.01 * float(np.hypot(height, width))
+    """Matching tolerance: 1% of the image diagonal, at least 1.5 px (1.5 px at 64, 1.8 px at 128, 7.2 px at 512)."""
+    return max(1.5, 0.01 * float(np.hypot(height, width)))
 
 
 def sketch_fidelity(
@@ -227,3 +227,42 @@ def sketch_fidelity(
         "edge_method": method,
         "n": len(scores),
     }
+
+
+def reference_scores(data: Path, *, n: int = 200, seed: int = 0, method: str = "hed") -> dict[str, object]:
+    """Floors and ceilings to read generator scores against, from a prepared sketch_tiny folder: FD/KID between
+    held-out and train images (real vs real), edge F1 of held-out images with their own and with shuffled sketches."""
+    rng = np.random.default_rng(seed)
+    with np.load(data / "heldout.npz") as heldout, np.load(data / "train.npz") as train:
+        pick = rng.choice(len(heldout["image"]), size=min(n, len(heldout["image"])), replace=False)
+        images, sketches = heldout["image"][pick], heldout["sketch"][pick]
+        train_images = train["image"][rng.choice(len(train["image"]), size=len(pick), replace=False)]
+    own = sketch_fidelity(images, sketches, method=method)
+    shuffled = sketch_fidelity(images, sketches[rng.permutation(len(pick))], method=method)
+    real = fd_effnet_lite0(images, train_images)
+    return {
+        "data": str(data),
+        "n": len(pick),
+        "fd_effnet_lite0_heldout_vs_train": real["fd_effnet_lite0"],
+        "kid_effnet_lite0_heldout_vs_train": real["kid_effnet_lite0"],
+        "edge_f1_own_sketch": own["edge_f1"],
+        "edge_f1_shuffled_sketch": shuffled["edge_f1"],
+        "radius_px": own["radius_px"],
+        "edge_method": method,
+        "label": real["label"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: reference scores of a prepared dataset, as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.metrics", description=reference_scores.__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/sketch_tiny/128"))
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edges", default="hed", choices=["hed", "canny"])
+    args = parser.parse_args(argv)
+    print(json.dumps(reference_scores(args.data, n=args.n, seed=args.seed, method=args.edges)))
+
+
+if __name__ == "__main__":
+    main()

@@ -39,7 +39,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from pipelines.hed import HED, hed_edges, load_hed, skeletonize, thin_edges
+from pipelines.hed import HED, canny_lines, hed_edges, load_hed, thin_edges
 from pipelines.hed import INSTALL_HINT as HED_INSTALL_HINT
 
 # n pairs, h w height width; sketches are (h, w) uint8 with 0 = ink and 255 = paper (the canvas convention),
@@ -375,12 +375,7 @@ def binarise(rgb: np.ndarray, *, threshold: int = 128) -> np.ndarray:
 
 def edge_lines(rgb: np.ndarray, method: str) -> np.ndarray:
     """RGB (h, w, 3) -> one-pixel lines (bool) from thinned HED edges, or Canny edges when method == "canny"."""
-    if method == "hed":
-        return thin_edges(hed_edges(rgb, model=load_hed()))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    median = float(np.median(gray[gray < 250])) if (gray < 250).any() else 128.0  # ignore the white paper
-    edges = cv2.Canny(cv2.GaussianBlur(gray, (3, 3), 0), int(0.66 * median), int(min(255, 1.33 * median)) + 1)
-    return skeletonize(edges > 0)
+    return thin_edges(hed_edges(rgb, model=load_hed())) if method == "hed" else canny_lines(rgb)
 
 
 def ink_fraction(sketch: np.ndarray) -> float:

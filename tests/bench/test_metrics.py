@@ -10,12 +10,14 @@ from PIL import Image
 
 from bench.metrics import (
     FD_LABEL,
+    default_radius,
     edge_f1,
     effnet_features,
     fd_effnet_lite0,
     frechet_distance,
     kernel_distance,
     load_effnet_lite0,
+    reference_scores,
     sketch_fidelity,
     sketch_lines,
     to_effnet_input,
@@ -137,3 +139,20 @@ def test_sketch_fidelity_prefers_the_sketch_that_was_drawn_for_the_image(method)
     bad = sketch_fidelity(image, shifted, method=method)
     assert good["edge_f1"] > 0.8 and bad["edge_f1"] < good["edge_f1"] - 0.3
     assert good["radius_px"] == pytest.approx(0.01 * np.hypot(128, 128)) and good["edge_method"] == method
+    assert default_radius(64, 64) == 1.5
+
+
+@needs_effnet
+def test_reference_scores_put_true_pairs_above_shuffled_ones(tmp_path):
+    rng = np.random.default_rng(4)
+    images = np.full((12, 64, 64, 3), 240, np.uint8)
+    sketches = np.full((12, 64, 64), 255, np.uint8)
+    for image, sketch in zip(images, sketches, strict=True):
+        x, y, w, h = rng.integers(4, 28, size=4)
+        cv2.rectangle(image, (x, y), (x + w + 8, y + h + 8), rng.integers(0, 200, size=3).tolist(), -1)
+        cv2.rectangle(sketch, (x, y), (x + w + 8, y + h + 8), 0, 1)
+    for split, rows in (("heldout", slice(0, 6)), ("train", slice(6, 12))):
+        np.savez(tmp_path / f"{split}.npz", image=images[rows], sketch=sketches[rows])
+    scores = reference_scores(tmp_path, n=6, method="canny")
+    assert scores["n"] == 6 and scores["fd_effnet_lite0_heldout_vs_train"] > 0
+    assert scores["edge_f1_own_sketch"] > 0.8 > scores["edge_f1_shuffled_sketch"]

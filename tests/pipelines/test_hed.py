@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.hed import HED, HEDWeightsMissing, hed_edges, load_hed, skeletonize, thin_edges
+from pipelines.hed import HED, HEDWeightsMissing, canny_lines, hed_edges, load_hed, skeletonize, thin_edges
 from pipelines.preprocess import LINE_METHODS, extract_lines
 
 needs_weights = pytest.mark.skipif(
@@ -81,3 +81,11 @@ def test_thin_edges_binarises_keeps_ridges_and_drops_specks():
     assert lines.dtype == bool
     assert lines[:, 10:55].sum(axis=0).max() == 1 and lines[32, 10:55].all()
     assert not lines[:12, :12].any()
+
+
+def test_canny_fallback_separates_colours_of_equal_brightness():
+    photo = np.full((64, 64, 3), 255, np.uint8)
+    photo[:, :32] = (200, 60, 60)
+    photo[:, 32:] = (60, 110, 90)  # about the same grey level as the red half
+    lines = canny_lines(photo)
+    assert lines[8:56, 29:35].any(axis=1).all() and lines.sum(axis=1)[8:56].max() <= 2
