@@ -74,15 +74,52 @@ def load(prefix: str) -> list[dict]:
     return rows
 
 
+def models_table() -> str:
+    """The shipped manifests, as the Models tab lists them (state as seen offline)."""
+    from pipelines.registry import Registry
+
+    rows = [
+        {
+            "name": s.name,
+            "title": s.title,
+            "backend": s.backend,
+            "resolution": s.resolution,
+            "steps": "/".join(map(str, s.allowed_steps)),
+            "components": ", ".join(s.components.values()) or "(built in)",
+            "download_gb": s.download_gb,
+            "min_vram_gb": s.min_vram_gb,
+            "licence": s.licence,
+        }
+        for s in Registry().specs().values()
+    ]
+    columns = [
+        ("name", "name"),
+        ("what", "title"),
+        ("backend", "backend"),
+        ("native res", "resolution"),
+        ("steps", "steps"),
+        ("components (hub ids)", "components"),
+        ("download GB", "download_gb"),
+        ("GPU GB", "min_vram_gb"),
+        ("licence", "licence"),
+    ]
+    return table(rows, columns)
+
+
+def replace_block(readme: str, name: str, body: str) -> str:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in readme or end not in readme:
+        return readme
+    head, rest = readme.split(begin, 1)
+    return head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
 def render(readme: str) -> str:
+    readme = replace_block(readme, "models", models_table())
     for name, columns in TABLES.items():
-        begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
-        if begin not in readme or end not in readme:
-            continue
         rows = load(name)
         body = table(rows, columns) if rows else "_no results yet: run the command above_"
-        head, rest = readme.split(begin, 1)
-        readme = head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+        readme = replace_block(readme, f"bench:{name}", body)
     return readme
 
 
