@@ -769,6 +769,4 @@ class SDControlNetEngine:
         pixels, timings = self._generate_array(
             prompt, control, seed=seed, steps=steps, strength=strength, resolution=resolution
         )
-        image = VaeImageProcessor.numpy_to_pil(pixels[None])[0]
-        notice = f"prompt truncated to {prompt.n_tokens} tokens" if prompt.truncated else ""
-        return GenResult(image=image, timings=timings, notice=notice)
+        return GenResult(image=VaeImageProcessor.numpy_to_pil(pixels[None])[0], timings=timings)

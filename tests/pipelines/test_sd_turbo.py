@@ -126,9 +126,6 @@ def test_long_prompt_is_truncated_and_flagged(sd_engines, references, name):
         long, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
     )
     torch.testing.assert_close(cond.tensors["prompt_embeds"], reference[0], atol=1e-6, rtol=0)
-    control = engine.encode_control(make_sketch(), (256, 256))
-    result = engine.generate(cond, control, seed=0, steps=1, strength=1.0, resolution=(256, 256))
-    assert "truncated" in result.notice
 
 
 def test_lcm_lora_is_fused_into_the_unet(sd_engines, sd_models_dir):
