@@ -1,6 +1,7 @@
 """bench.latency as a subprocess on the tiny random model: the JSON contract (inputs and positive figures)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ def test_latency_tiny_cpu_prints_json_report():
         "1",
         "--json",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model on a shared 2-core machine: see test_sd_turbo
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     inputs = {

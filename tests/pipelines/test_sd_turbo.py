@@ -31,6 +31,16 @@ def make_sketch(seed: int = 0, size: tuple[int, int] = (240, 320)) -> np.ndarray
     return sketch
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are bound by per-op overhead: one intra-op thread is as fast on an idle 2-core machine and several
+    times faster on a busy one (OpenMP threads wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def references(sd_models_dir):
     """diffusers' own pipelines, loaded independently from the same folders."""
