@@ -1,7 +1,7 @@
 """Engine latency per live-canvas frame (new sketch each frame, cached prompt): p50/p95 and per-stage p50 as JSON.
 
 python -m bench.latency --backend sd-turbo|sdxl-turbo|sd15-lcm --random-weights --resolution 512 --device cuda --json
-python -m bench.latency --config tiny --device cpu --iters 20 --json      # the tiny random model, any CPU
+python -m bench.latency --config tiny --device cpu --threads 1 --iters 20 --json   # tiny random model, any CPU
 python -m bench.latency --model sd-turbo-scribble --decoder taesd --optimized --json
 python -m bench.latency --backend sdxl-turbo --random-weights --compare --json   # eager vs channels_last+compile
 """
@@ -123,6 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--iters", type=int, default=20)
     run.add_argument("--warmup", type=int, default=3, help="untimed frames after the engine's own warm-up")
     run.add_argument("--seed", type=int, default=0, help="random-weight seed")
+    run.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     run.add_argument("--optimized", action="store_true", help="channels_last + torch.compile(dynamic=False)")
     run.add_argument("--compare", action="store_true", help="eager, then optimized, in the same run")
     run.add_argument("--json", action="store_true", help="print one JSON object on the last line")
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     import diffusers
 
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     engine, backend, model = build_engine(args)
     engine.decoder = args.decoder
     resolution = args.resolution or engine.native_resolution

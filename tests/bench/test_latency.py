@@ -1,7 +1,6 @@
 """bench.latency as a subprocess on the tiny random model: the JSON contract (inputs and positive figures)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +21,11 @@ def test_latency_tiny_cpu_prints_json_report():
         "3",
         "--warmup",
         "1",
+        "--threads",  # a tiny model on a shared 2-core machine: see test_sd_turbo's one_thread
+        "1",
         "--json",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model on a shared 2-core machine: see test_sd_turbo
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     inputs = {
@@ -36,6 +36,7 @@ def test_latency_tiny_cpu_prints_json_report():
         "dtype": "float32",
         "decoder": "vae",
         "iters": 3,
+        "threads": 1,
     }
     assert {key: report[key] for key in inputs} == inputs
     assert report["device_name"] and report["torch"] and report["diffusers"]
