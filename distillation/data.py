@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -324,12 +325,20 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@functools.cache
+def svg_renderer() -> ModuleType:
+    """cairosvg, which needs the system cairo library: a clear error here rather than every SVG skipped as corrupt."""
+    try:
+        import cairosvg
+    except (ImportError, OSError) as error:
+        raise DataError(f"cannot render SVG ({error}); pip install cairosvg, apt-get install libcairo2") from error
+    return cairosvg
+
+
 def load_rgba(path: Path, width: int) -> Image.Image:
     """An SVG rendered `width` pixels wide, or a raster image, as RGBA (SVGs of undefined size fill a square)."""
     if path.suffix.lower() == ".svg":
-        import cairosvg  # needs the system cairo library (Debian libcairo2); imported only when rendering
-
-        png = cairosvg.svg2png(url=str(path), output_width=width, parent_width=width, parent_height=width)
+        png = svg_renderer().svg2png(url=str(path), output_width=width, parent_width=width, parent_height=width)
         path_or_bytes: Path | io.BytesIO = io.BytesIO(png)
     else:
         path_or_bytes = path
@@ -475,6 +484,7 @@ def prepare(
     if missing:
         raise DataError(f"data package(s) {missing} are not in {cache}; fetch them with: {fetch_command(cache)}")
     edge_method = resolve_edge_method(edges)
+    svg_renderer()
     stroke = resolution / 64 if stroke is None else stroke  # 2 px at 128: a 6-8 px brush on the 512 px canvas
     work_size = max(resolution, round(resolution * hed_scale))
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from distillation.data import (
     main,
     make_pair,
     prepare,
+    svg_renderer,
 )
 
 SQUARE = '<rect x="16" y="16" width="40" height="40" fill="{fill}" stroke="{stroke}" stroke-width="3"/>'
@@ -228,3 +230,13 @@ def test_offline_text_encoder_gives_unit_vectors_that_rank_meaning():
     assert cat.shape == (384,)
     np.testing.assert_allclose([np.linalg.norm(v) for v in (cat, kitten, flag)], 1.0, atol=1e-5)
     assert cat @ kitten > cat @ flag + 0.2
+
+
+def test_missing_cairo_is_one_clear_error_not_every_svg_skipped(tmp_path, monkeypatch):
+    svg_renderer.cache_clear()
+    monkeypatch.setitem(sys.modules, "cairosvg", None)  # makes `import cairosvg` fail
+    try:
+        with pytest.raises(DataError, match="libcairo2"):
+            prepare(cache=fake_cache(tmp_path / "cache"), out=tmp_path / "out", edges="canny", progress=False)
+    finally:
+        svg_renderer.cache_clear()
