@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,13 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def set_threads(threads: int) -> None:
+    """Leave one core to the browser and the web server when the model runs on the CPU."""
+    import torch
+
+    torch.set_num_threads(threads if threads > 0 else max(1, (os.cpu_count() or 2) - 1))
+
+
 def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
     """The app and its live-session service (so tests and benchmarks can reach both)."""
     registry = Registry(config.models_dir)
@@ -70,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, choices=[None, "float32", "float16", "bfloat16"])
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="history and exports folder")
     parser.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: cores - 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    set_threads(args.threads)
     config = AppConfig(device=pick_device(args.device), dtype=args.dtype, model=args.model, outputs=args.outputs)
     try:
         demo, sessions = build_app(config)

@@ -198,4 +198,8 @@ class Registry:
             from pipelines.sd_turbo import SDControlNetEngine
 
             return SDControlNetEngine.load(spec, device=device, dtype=dtype or spec.dtype)
+        if spec.backend == "tiny":
+            from pipelines.tiny import TinyEngine
+
+            return TinyEngine.load(spec, device=device, dtype=dtype or spec.dtype)
         raise ModelError(f"{spec.name}: backend {spec.backend!r} is not available in this build")

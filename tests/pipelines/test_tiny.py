@@ -1,0 +1,98 @@
+"""The bundled offline model: save/load round trip, batch == single, 1-step sampler == denoiser, Engine via manifest."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow, trigflow_denoise
+from pipelines.registry import ModelError, Registry
+from pipelines.tiny import SketchTinyNet, TinyConfig, TinyEngine, load_tiny, sample, save_tiny
+
+SMALL = TinyConfig(resolution=32, patch=2, channels=(16, 32), blocks=1, emb_dim=32)
+
+
+def randomised(config: TinyConfig, seed: int = 0) -> SketchTinyNet:
+    """A net with every weight random (the real init zeroes the output layers, which would hide bugs)."""
+    torch.manual_seed(seed)
+    model = SketchTinyNet(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.2 * torch.randn_like(p))
+    return model.eval()
+
+
+def cond(b: int, size: int = 32, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"sketch": torch.rand(b, 1, size, size, generator=g), "text": torch.randn(b, 384, generator=g)}
+
+
+def test_batch_equals_single():
+    model = randomised(SMALL)
+    x, s, c = torch.randn(3, 3, 32, 32), torch.rand(3), cond(3)
+    with torch.no_grad():
+        batch = model(x, s, c)
+        single = torch.cat([model(x[i : i + 1], s[i : i + 1], {k: v[i : i + 1] for k, v in c.items()}) for i in range(3)])
+    assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = randomised(SMALL)
+    save_tiny(model, tmp_path / "m")
+    loaded = load_tiny(tmp_path / "m")
+    with torch.no_grad():  # weights are stored in fp16: compare against the fp16-rounded original
+        for p in model.parameters():
+            p.copy_(p.half().float())
+        x, s, c = torch.randn(2, 3, 32, 32), torch.rand(2), cond(2)
+        assert torch.allclose(model(x, s, c), loaded(x, s, c), atol=1e-5)
+
+
+def test_one_step_student_sampler_equals_the_direct_denoiser_call():
+    model = randomised(TinyConfig(**{**SMALL.__dict__, "kind": "trigflow"}))
+    noise, c = torch.randn(1, 3, 32, 32), cond(1)
+    out = sample(model, c, steps=1, noise=noise)
+    t = torch.full((1,), torch.pi / 2)
+    direct = trigflow_denoise(SIGMA_D * noise, FlowAsTrigFlow(model)(noise, t, c), t) / SIGMA_D
+    assert torch.allclose(out, direct.clamp(-1, 1), atol=1e-6)
+
+
+def test_teacher_with_guidance_one_equals_no_guidance():
+    model = randomised(SMALL)
+    noise, c = torch.randn(1, 3, 32, 32), cond(1)
+    plain = sample(model, c, steps=3, noise=noise, guidance=1.0)
+    cfg = sample(model, c, steps=3, noise=noise, guidance=1.0, null_text=torch.zeros(1, 384))
+    assert torch.allclose(plain, cfg, atol=1e-6)
+
+
+def manifest(folder, name="tiny-test", weights="./weights"):
+    (folder / f"{name}.toml").write_text(
+        f'name = "{name}"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1, 2, 4]\n'
+        f'dtype = "float32"\n[components]\nweights = "{weights}"\n'
+    )
+
+
+def test_engine_loads_through_a_manifest_and_draws_without_nans(tmp_path):
+    save_tiny(randomised(SMALL), tmp_path / "weights")
+    manifest(tmp_path)
+    engine = Registry(tmp_path, allowed_roots=(tmp_path,)).load("tiny-test", "cpu")
+    assert isinstance(engine, TinyEngine)
+    blank = np.zeros((32, 32, 3), np.uint8)
+    prompt = engine.encode_prompt("")  # empty prompt: the null text, no encoder needed
+    for sketch in (blank, np.full((32, 32, 3), 255, np.uint8)):  # empty and all-ink sketches
+        result = engine.generate(prompt, engine.encode_control(sketch, (32, 32)), seed=3, steps=2, strength=1.0,
+                                 resolution=(64, 64))  # fmt: skip
+        array = np.asarray(result.image)
+        assert array.shape == (64, 64, 3) and np.isfinite(array).all()
+        assert result.timings["total"] > 0
+    first = engine.generate(prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0,
+                            resolution=(32, 32))  # fmt: skip
+    second = engine.generate(prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0,
+                             resolution=(32, 32))  # fmt: skip
+    assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
+
+
+def test_missing_weights_is_a_model_error(tmp_path):
+    manifest(tmp_path, weights="./nothing-here")
+    registry = Registry(tmp_path, allowed_roots=(tmp_path,))
+    assert registry.status(registry.get("tiny-test")).state == "missing"
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        registry.load("tiny-test", "cpu")
