@@ -1,4 +1,4 @@
-"""The bundled offline model: save/load round trip, batch == single, 1-step sampler == denoiser, Engine via manifest."""
+"""The bundled offline model: save/load, batch == single, 1-step sampler == denoiser, Engine via a manifest."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,8 @@ def test_batch_equals_single():
     x, s, c = torch.randn(3, 3, 32, 32), torch.rand(3), cond(3)
     with torch.no_grad():
         batch = model(x, s, c)
-        single = torch.cat([model(x[i : i + 1], s[i : i + 1], {k: v[i : i + 1] for k, v in c.items()}) for i in range(3)])
+        rows = [model(x[i : i + 1], s[i : i + 1], {k: v[i : i + 1] for k, v in c.items()}) for i in range(3)]
+        single = torch.cat(rows)
     assert torch.allclose(batch, single, atol=1e-5)
 
 
