@@ -1,0 +1,134 @@
+"""EMA student -> a weights folder + a `<name>.toml` manifest beside it that pipelines.registry parses.
+
+    export_student(teacher=..., student=merged_student(role_module, ema), models_dir=Path("assets/models"), ...)
+
+writes models_dir/<name>/ (the teacher family's format: diffusers folders for Sana and UNets, safetensors +
+config.json for registered modules) and models_dir/<name>.toml, then asks the registry whether it lists the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+import torch
+from torch import Tensor, nn
+
+from distillation.teachers import DTYPES, Teacher
+from distillation.trainer import AdapterView
+from pipelines.registry import Registry
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ExportError(RuntimeError):
+    """The student cannot be exported; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went; registry: "listed", or the registry's reason for not listing the manifest."""
+
+    manifest: Path
+    weights: Path
+    registry: str
+
+
+def merge_lora(model: nn.Module, adapter: str) -> nn.Module:
+    """Fold LoRA `adapter` into the base weights and put every peft layer's base layer back in its place."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            if adapter in module.lora_A:
+                module.merge(adapter_names=[adapter])
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+    for attribute in ("peft_config", "_hf_peft_config_loaded"):
+        if hasattr(model, attribute):
+            delattr(model, attribute)
+    return model
+
+
+def merged_student(module: nn.Module, ema: Mapping[str, Tensor]) -> nn.Module:
+    """A float32 copy of the student shaped like the teacher, with `ema` (names as in the role's parameters) loaded:
+    a full copy, or for a LoRA role the base with that adapter merged in. An empty `ema` keeps current weights."""
+    if isinstance(module, AdapterView):
+        student, adapter = copy.deepcopy(module.base).float(), module.adapter
+    else:
+        student, adapter = copy.deepcopy(module).float(), None
+    params = dict(student.named_parameters())
+    missing = set(ema) - set(params)
+    if missing:
+        raise ExportError(f"EMA tensors without a student parameter: {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in ema.items():
+            params[name].copy_(value)
+    if adapter is not None:
+        merge_lora(student, adapter)
+    return student.eval().requires_grad_(False)
+
+
+def export_student(
+    *,
+    teacher: Teacher,
+    student: nn.Module,
+    models_dir: Path,
+    name: str,
+    title: str = "",
+    dtype: str = "float32",
+    steps: int = 1,
+    allowed_steps: Sequence[int] = (1, 2, 3, 4),
+    source: str = "",
+    licence: str = "",
+) -> ExportResult:
+    """Write models_dir/<name>/ (replacing an older export atomically) and models_dir/<name>.toml."""
+    if not NAME.fullmatch(name):
+        raise ExportError(f"export name {name!r}: use letters, digits, '.', '_' and '-'")
+    if dtype not in DTYPES:
+        raise ExportError(f"export dtype {dtype!r}: one of {sorted(DTYPES)}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    weights = models_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=models_dir))
+    try:
+        components = teacher.export(student.to(DTYPES[dtype]), tmp)
+        if weights.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=models_dir))
+            os.replace(weights, old / name)
+            os.replace(tmp, weights)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, weights)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    manifest = {
+        "name": name,
+        "title": title or f"{name} ({teacher.kind} student)",
+        "backend": teacher.backend,
+        "steps": steps,
+        "allowed_steps": list(allowed_steps),
+        "dtype": dtype,
+        "guidance": 0.0,
+        "source": source,
+        "licence": licence or "inherits the teacher's licence",
+        "notes": "A distilled TrigFlow consistency student (1-4 steps, no CFG: the guidance is distilled in).",
+    }
+    if teacher.resolution:
+        manifest["resolution"] = teacher.resolution
+    manifest["components"] = {
+        role: f"./{name}" if sub in ("", ".") else f"./{name}/{sub}" for role, sub in components.items()
+    }
+    path = models_dir / f"{name}.toml"
+    tmp_manifest = models_dir / f".{name}.toml.tmp"
+    tmp_manifest.write_text(tomli_w.dumps(manifest))
+    os.replace(tmp_manifest, path)
+    registry = Registry(models_dir)
+    status = "listed" if name in registry.specs() else registry.errors().get(path.name, "not listed")
+    return ExportResult(manifest=path, weights=weights, registry=status)

@@ -1,0 +1,745 @@
+"""The distillation loop (ARCHITECTURE.md, Trainer contract): roles from the Method, per-role AdamW on the method's
+update plan, EMA of the student, AMP, clipping, a non-finite-update budget, checkpoints, previews and progress.
+
+One code path for a CPU, one GPU and `accelerate launch` over many processes or nodes: each process draws its own
+slice of every global batch, and a role's gradients are averaged over processes by one all-reduce before clipping
+(the roles share a frozen base, run several forward passes and a forward-mode JVP per update, which DDP's
+one-forward-one-backward hooks do not fit). Run folder: config.toml, status.json, metrics.jsonl, previews/,
+checkpoints/, export/.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from distillation.checkpoint import (
+    CheckpointError,
+    TrainState,
+    load_checkpoint,
+    resolve,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from distillation.config import RESUMABLE_KEYS, ConfigError, JobConfig, changed_keys, config_to_dict
+from distillation.methods import METHODS, Method
+from distillation.methods.base import teacher_F
+from distillation.teachers import Teacher, TeacherError, build_teacher, trainable_copy
+from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_from_flow
+from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
+
+PROGRESS_MODES = ("auto", "bar", "json")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 143
+
+
+class JobFailed(RuntimeError):
+    """The job cannot go on (non-finite budget spent); the message is the failed-job record's reason."""
+
+
+# ---- roles --------------------------------------------------------------------------------------------------------
+
+
+class AdapterView(nn.Module):
+    """One LoRA adapter of a shared frozen base, or none (the teacher), switched on for each call.
+
+    The switch sets peft's active-adapter flags directly: peft's `set_adapter` / `enable_adapters` also flip
+    requires_grad, which would freeze one role's adapter while another role runs inside the same loss (DMD2 calls
+    the fake score inside the student's loss)."""
+
+    def __init__(self, base: nn.Module, adapter: str | None):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        super().__init__()
+        self.base = base
+        self.adapter = adapter
+        self.tuner_layers = [m for m in base.modules() if isinstance(m, BaseTunerLayer)]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        for layer in self.tuner_layers:
+            layer._disable_adapters = self.adapter is None
+            if self.adapter is not None:
+                layer._active_adapter = [self.adapter]
+        return self.base(*args, **kwargs)
+
+
+@dataclass
+class Role:
+    """A built role: the module the method calls and the parameters its optimizer updates (names as in `state`)."""
+
+    module: nn.Module
+    params: dict[str, nn.Parameter]
+    lora: bool = False
+
+    def state(self) -> dict[str, Tensor]:
+        """Tensors a checkpoint holds: the adapter (LoRA), the whole module (trainable), nothing (frozen)."""
+        if self.lora:
+            return {name: p.detach() for name, p in self.params.items()}
+        return self.module.state_dict() if self.params else {}
+
+    def load(self, tensors: Mapping[str, Tensor]) -> None:
+        """Inverse of `state`."""
+        if self.lora:
+            missing = set(self.params) ^ set(tensors)
+            if missing:
+                raise CheckpointError(f"LoRA tensors do not match the checkpoint: {sorted(missing)[:3]}")
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(tensors[name])
+        elif self.params:
+            self.module.load_state_dict(tensors)
+
+
+def build_roles(
+    method: Method,
+    teacher: nn.Module,
+    *,
+    lora_rank: int,
+    lora_alpha: float,
+    lora_targets: Sequence[str],
+    device: torch.device,
+) -> dict[str, Role]:
+    """Every role of `method`: frozen init="teacher" roles share the teacher; trainable ones copy it (float32) or,
+    with lora_rank > 0, are LoRA adapters on the teacher's base (the teacher then runs with adapters disabled);
+    init="new" roles are built by the method. Frozen parameters get requires_grad False."""
+    specs = method.roles()
+    teacher_module: nn.Module = teacher
+    adapters: dict[str, str] = {}
+    if lora_rank > 0:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        adapters = {n: s.adapter or n for n, s in specs.items() if s.trainable and s.init == "teacher"}
+        for adapter in adapters.values():
+            config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or lora_rank, target_modules=list(lora_targets))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                try:
+                    inject_adapter_in_model(config, teacher, adapter_name=adapter)
+                except ValueError as error:
+                    raise ConfigError(f"student.lora_targets {list(lora_targets)}: {error}") from error
+        teacher.requires_grad_(False)
+        teacher_module = AdapterView(teacher, None)
+    roles = {}
+    for name, spec in specs.items():
+        if spec.init == "new":
+            module = spec.build().to(device).train().requires_grad_(spec.trainable)
+            roles[name] = Role(module, dict(module.named_parameters()) if spec.trainable else {})
+        elif not spec.trainable:
+            roles[name] = Role(teacher_module, {})
+        elif name in adapters:
+            params = {n: p for n, p in teacher.named_parameters() if f".{adapters[name]}." in n and "lora_" in n}
+            for p in params.values():
+                p.requires_grad_(True)
+            roles[name] = Role(AdapterView(teacher, adapters[name]), params, lora=True)
+        else:
+            module = trainable_copy(teacher)
+            roles[name] = Role(module, dict(module.named_parameters()))
+    return roles
+
+
+def enable_gradient_checkpointing(module: nn.Module) -> int:
+    """Turn on diffusers gradient checkpointing in every model under `module` that has it; returns how many."""
+    count = 0
+    for sub in module.modules():
+        if getattr(sub, "_supports_gradient_checkpointing", False) and hasattr(sub, "enable_gradient_checkpointing"):
+            sub.enable_gradient_checkpointing()
+            count += 1
+    return count
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+class BatchSampler:
+    """Index stream over `size` items: a permutation per epoch from (seed, epoch). `position` counts the samples
+    drawn by all processes, so it alone fixes every later batch (exact resume); process `rank` takes its slice."""
+
+    def __init__(self, size: int, *, seed: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.batch_size, self.rank, self.world = size, seed, batch_size, rank, world
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.size, generator=generator)
+        return self._perm
+
+    def indices(self, position: int) -> list[int]:
+        """This process's dataset indices for the global batch starting at `position`."""
+        start = position + self.rank * self.batch_size
+        out = []
+        for k in range(start, start + self.batch_size):
+            epoch, offset = divmod(k, self.size)
+            out.append(int(self.permutation(epoch)[offset]))
+        return out
+
+
+class PairsAsItems(torch.utils.data.Dataset):
+    """distillation.data.SketchPairs as trainer items: x0 = sigma_d * image, conditions "sketch" and "text"."""
+
+    def __init__(self, pairs: torch.utils.data.Dataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = self.pairs[index]
+        return {"x0": SIGMA_D * item["image"], "sketch": item["sketch"], "text": item["text_embedding"]}
+
+
+def make_batch(
+    items: Sequence[Mapping[str, Tensor]],
+    *,
+    guidance: Sequence[float],
+    uncond_keys: Sequence[str],
+    device: torch.device,
+) -> dict[str, Any]:
+    """The Method batch (methods/base.py): x0, cond and, with CFG scales, uncond (uncond_keys zeroed), guidance
+    (b,) drawn from `guidance` with torch's RNG, and student_cond = cond + guidance."""
+    stacked = {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
+    x0 = stacked.pop("x0")
+    batch: dict[str, Any] = {"x0": x0, "cond": stacked}
+    if guidance:
+        scales = torch.tensor(guidance, dtype=x0.dtype)[torch.randint(len(guidance), (x0.shape[0],))].to(device)
+        batch["uncond"] = {**stacked, **{key: torch.zeros_like(stacked[key]) for key in uncond_keys}}
+        batch["guidance"] = scales
+        batch["student_cond"] = {**stacked, "guidance": scales}
+    return batch
+
+
+# ---- previews -----------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_teacher(teacher: nn.Module, x_T: Tensor, batch: Mapping[str, Any], steps: int) -> Tensor:
+    """Euler on the teacher's flow ODE (uniform in flow time, = DDIM in TrigFlow) with the batch's CFG."""
+    ts = trigflow_time_from_flow(get_flow_timesteps(steps)).to(x_T.dtype)
+    x = x_T
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        t_batch = torch.full((x.shape[0],), t.item(), dtype=x.dtype, device=x.device)
+        x = trigflow_step(x, teacher_F(teacher, x / SIGMA_D, t_batch, batch), t_batch, t_next.item(), SIGMA_D)
+    return x
+
+
+def image_grid(rows: Sequence[Tensor], gap: int = 2, min_side: int = 64) -> Image.Image:
+    """uint8 image rows, each (n, h, w, 3), as one picture: tiles enlarged (nearest) to at least `min_side` pixels,
+    `gap` white pixels apart."""
+    scale = max(1, -(-min_side // rows[0].shape[1]))
+    tiles = [row.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).cpu().numpy() for row in rows]
+    n, h, w, _ = tiles[0].shape
+    grid = np.full((len(rows) * (h + gap) - gap, n * (w + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
+    return Image.fromarray(grid)
+
+
+@contextmanager
+def swapped_weights(params: Mapping[str, nn.Parameter], values: Mapping[str, Tensor]) -> Iterator[None]:
+    """Parameters temporarily set to `values` (the EMA), restored exactly afterwards."""
+    saved = {name: p.detach().clone() for name, p in params.items()}
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(values[name])
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_status(out: Path, state: str, **fields: Any) -> None:
+    """out/status.json: the job record jobs and the UI read (state: running | done | failed | stopped)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "status.json", json.dumps({"state": state, "updated": time.time(), **fields}, indent=2))
+
+
+# ---- the trainer --------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Runs one job into `out`. `resume`: None, "latest" or a checkpoint folder. `run()` returns the exit code:
+    0 done, 1 failed while training, 2 bad input (nothing trained), 143 stopped by SIGTERM/SIGINT (checkpointed)."""
+
+    def __init__(self, config: JobConfig, out: Path | str, *, resume: str | None = None, progress: str = "auto"):
+        if progress not in PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {PROGRESS_MODES}")
+        self.cfg, self.out, self.resume_from = config, Path(out), resume
+        self.progress = progress if progress != "auto" else ("bar" if sys.stdout.isatty() else "json")
+        self.step = self.position = self.skipped = 0
+        self.bar: tqdm | None = None
+        self.stop_signal: int | None = None
+        self.teacher_row: Tensor | None = None
+        self.accelerator: Accelerator | None = None
+
+    # -- reporting
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """One progress/event line: JSON on stdout for the UI, or beside the bar on a terminal."""
+        if not self.is_main:
+            return
+        line = json.dumps(event)
+        if self.bar is not None:
+            if event["event"] != "progress":
+                self.bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
+    def write_status(self, state: str, **fields: Any) -> None:
+        if self.is_main:
+            write_status(self.out, state, step=self.step, total=self.cfg.max_steps, **fields)
+
+    def fail(self, reason: str) -> None:
+        """Record a failed job with its reason (status.json, a "failed" event, stderr)."""
+        self.write_status("failed", reason=reason)
+        self.emit({"event": "failed", "step": self.step, "reason": reason})
+        if self.is_main:
+            print(f"error: {reason}", file=sys.stderr, flush=True)
+
+    # -- set-up
+
+    def setup(self) -> None:
+        """Everything before the first step; raises ConfigError / TeacherError / CheckpointError on bad input."""
+        cfg = self.cfg
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        self.device = self.accelerator.device
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        resume = None
+        if self.resume_from is not None:
+            resume = load_checkpoint(resolve(self.out / "checkpoints", self.resume_from))
+            self.check_resumable(resume)
+        set_seed(cfg.seed)  # identical initial weights (heads, adapters) in every process
+        tc = cfg.teacher
+        self.teacher: Teacher = build_teacher(
+            kind=tc.kind,
+            path=tc.path,
+            random=tc.random,
+            random_seed=tc.random_seed,
+            controlnet=tc.controlnet,
+            controlnet_path=tc.controlnet_path,
+            conditioning_scale=tc.conditioning_scale,
+            timestep_scale=tc.timestep_scale,
+            controlnet_timestep_scale=tc.controlnet_timestep_scale,
+            default_guidance=tc.default_guidance,
+            text_tokens=cfg.data.text_tokens,
+            dtype=tc.dtype,
+            vae=tc.vae,
+            device=self.device,
+        )
+        self.method = self.build_method()
+        sc = cfg.student
+        self.roles = build_roles(
+            self.method,
+            self.teacher.model,
+            lora_rank=sc.lora_rank,
+            lora_alpha=sc.lora_alpha,
+            lora_targets=sc.lora_targets or self.teacher.lora_targets,
+            device=self.device,
+        )
+        self.method.bind({name: role.module for name, role in self.roles.items()})
+        self.frozen_teacher = AdapterView(self.teacher.model, None) if sc.lora_rank > 0 else self.teacher.model
+        if sc.gradient_checkpointing:
+            trainable = [r.module for n, r in self.roles.items() if r.params and self.method.roles()[n].init != "new"]
+            if not sum(enable_gradient_checkpointing(m) for m in trainable):
+                raise ConfigError(
+                    f"student.gradient_checkpointing: teacher kind {tc.kind!r} has no model supporting it"
+                )
+        self.build_optimizers()
+        student = self.roles.get("student")
+        self.ema = {n: p.detach().float().clone() for n, p in student.params.items()} if student else {}
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.mixed_precision == "fp16" else None
+        self.dataset = self.build_dataset()
+        self.sampler = BatchSampler(
+            len(self.dataset), seed=cfg.data.seed, batch_size=cfg.batch_size, rank=self.rank, world=self.world
+        )
+        if resume is not None:
+            self.restore(resume)
+        else:
+            set_seed(cfg.seed + self.rank)  # each process draws its own noise and timesteps
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(tomli_w.dumps(config_to_dict(cfg)))
+
+    def build_method(self) -> Method:
+        cls = METHODS[self.cfg.method.name]
+        options = dict(self.cfg.method.options)
+        if "feature_layers" in inspect.signature(cls.__init__).parameters:
+            names, channels = self.teacher.features(self.cfg.teacher.feature_blocks)
+            prefix = "base." if self.cfg.student.lora_rank > 0 else ""  # the teacher sits in an AdapterView
+            options |= {"feature_layers": [prefix + n for n in names], "feature_channels": channels}
+        return cls(**options)
+
+    def build_optimizers(self) -> None:
+        """One AdamW per role with its own update-plan entry, also holding the roles that step with it."""
+        oc, specs = self.cfg.optim, self.method.roles()
+        unknown = set(oc.role_lr) - set(specs)
+        if unknown:
+            raise ConfigError(f"optim.role_lr: no role {sorted(unknown)[0]!r} in {self.cfg.method.name}")
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.opt_params: dict[str, list[nn.Parameter]] = {}
+        for name, spec in specs.items():
+            if spec.trainable and spec.steps_with is None:
+                members = [name] + [n for n, s in specs.items() if s.steps_with == name]
+                params = [p for member in members for p in self.roles[member].params.values()]
+                lr = oc.role_lr.get(name, oc.lr)
+                self.opt_params[name] = params
+                self.optimizers[name] = torch.optim.AdamW(
+                    params, lr=lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay
+                )
+                for group in self.optimizers[name].param_groups:
+                    group["base_lr"] = lr
+
+    def build_dataset(self) -> torch.utils.data.Dataset:
+        dc = self.cfg.data
+        if dc.kind == "synthetic":
+            return self.teacher.synthetic(size=dc.size, seed=dc.seed)
+        from distillation.data import DataError, SketchPairs
+
+        wanted = {"sketch", "text"}
+        if set(self.teacher.cond_shapes) != wanted or self.teacher.sample_shape[0] != 3:
+            takes = f"{self.teacher.sample_shape} samples with {sorted(self.teacher.cond_shapes)}"
+            raise ConfigError(
+                f"data.kind 'sketch_pairs' gives images with 'sketch' and 'text' conditions; teacher kind "
+                f"{self.teacher.kind!r} takes {takes}"
+            )
+        try:
+            return PairsAsItems(SketchPairs(dc.path, "train", augment=dc.augment))
+        except DataError as error:
+            raise ConfigError(f"data.path: {error}") from error
+
+    def check_resumable(self, state: TrainState) -> None:
+        changed = changed_keys(state.config, config_to_dict(self.cfg))
+        fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS]
+        if fixed:
+            raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {state.step}")
+        if state.step >= self.cfg.max_steps:
+            raise ConfigError(
+                f"cannot resume: the checkpoint is at step {state.step}, max_steps is {self.cfg.max_steps}"
+            )
+
+    def restore(self, state: TrainState) -> None:
+        """Load weights, optimizers, EMA, scaler, RNG and counters from a checkpoint."""
+        for name, role in self.roles.items():
+            role.load(state.roles.get(name, {}))
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state.optimizers[name])
+        with torch.no_grad():
+            for name, value in self.ema.items():
+                value.copy_(state.ema[name])
+        if self.scaler is not None and state.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+        self.step, self.position, self.skipped = state.step, state.position, state.skipped
+        if len(state.rng) == self.world:
+            set_rng_state(state.rng[self.rank])
+        else:
+            set_seed(self.cfg.seed + self.rank + 7919 * self.step)
+            self.emit({"event": "warning", "message": f"checkpoint from {len(state.rng)} processes, running on "
+                       f"{self.world}: resumed with fresh RNG streams (not bit-exact)"})  # fmt: skip
+        metrics = self.out / "metrics.jsonl"
+        if self.is_main and metrics.is_file():  # drop rows logged after the checkpoint
+            rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+            _atomic_text(metrics, "".join(r + "\n" for r in rows))
+
+    # -- one step
+
+    def all_reduce_(self, tensor: Tensor, op: str = "sum") -> Tensor:
+        if self.world > 1:
+            ops = {"sum": torch.distributed.ReduceOp.SUM, "min": torch.distributed.ReduceOp.MIN}
+            torch.distributed.all_reduce(tensor, op=ops[op])
+        return tensor
+
+    def average_gradients(self, params: Sequence[nn.Parameter]) -> None:
+        """Mean gradient over processes (missing gradients count as zero)."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = self.all_reduce_(torch.cat([g.reshape(-1) for g in grads])) / self.world
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def update(self, role: str, batch: dict[str, Any], step: int) -> tuple[dict[str, float], bool]:
+        """One role update: loss, backward, average, clip, skip if non-finite, step. Returns (logs, stepped)."""
+        optimizer, params = self.optimizers[role], self.opt_params[role]
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        with self.accelerator.autocast():
+            out = self.method.loss(role, batch, step)
+        loss = out["loss"]
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self.average_gradients(params)
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        clip = self.cfg.optim.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+        finite = self.all_reduce_(torch.isfinite(loss.detach()).float().reshape(1), "min").item() > 0
+        logs = {f"{role}/{key}": float(value.detach().float()) for key, value in out.items()}
+        logs[f"{role}/grad_norm"] = float(grad_norm)
+        if not (finite and math.isfinite(float(grad_norm))):
+            optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()
+            self.skipped += 1
+            logs[f"{role}/skipped"] = 1.0
+            if self.skipped > self.cfg.nan_budget:
+                raise JobFailed(
+                    f"{self.skipped} non-finite updates exceed nan_budget = {self.cfg.nan_budget} (last: step "
+                    f"{step}, role {role}, loss {logs[f'{role}/loss']}, grad norm {float(grad_norm)})"
+                )
+            return logs, False
+        warmup = self.cfg.optim.warmup_steps
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return logs, True
+
+    def train_step(self) -> dict[str, float]:
+        """The method's update plan at this step on one batch, then the EMA; returns the step's logs."""
+        step = self.step
+        items = [self.dataset[i] for i in self.sampler.indices(self.position)]
+        batch = make_batch(
+            items, guidance=self.cfg.data.guidance, uncond_keys=self.teacher.uncond_keys, device=self.device
+        )
+        logs: dict[str, float] = {}
+        for role in self.method.update_plan(step):
+            role_logs, stepped = self.update(role, batch, step)
+            logs |= role_logs
+            if role == "student" and stepped and self.ema:
+                with torch.no_grad():
+                    for name, p in self.roles["student"].params.items():
+                        self.ema[name].lerp_(p.detach().float(), 1 - self.cfg.ema_decay)
+        self.position += self.cfg.batch_size * self.world
+        self.step += 1
+        return logs
+
+    def reduce_logs(self, logs: dict[str, float]) -> dict[str, float]:
+        """Mean of each logged value over processes (every process logs the same keys)."""
+        if self.world == 1 or not logs:
+            return logs
+        keys = sorted(logs)
+        values = self.all_reduce_(torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device))
+        return {k: v / self.world for k, v in zip(keys, values.tolist(), strict=True)}
+
+    # -- side effects
+
+    def save(self) -> Path | None:
+        """A checkpoint of the current state (all processes take part; the main one writes)."""
+        rng = gather_object([rng_state()])
+        error, path = None, None
+        if self.is_main:
+            state = TrainState(
+                step=self.step,
+                position=self.position,
+                skipped=self.skipped,
+                roles={name: role.state() for name, role in self.roles.items() if role.params},
+                ema=self.ema,
+                optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
+                scaler=self.scaler.state_dict() if self.scaler is not None else None,
+                rng=rng,
+                config=config_to_dict(self.cfg),
+            )
+            try:
+                path = save_checkpoint(self.out / "checkpoints", state, keep=self.cfg.keep_checkpoints)
+            except CheckpointError as failure:
+                error = str(failure)
+        error = broadcast_object_list([error])[0]
+        if error is not None:
+            raise CheckpointError(error)
+        if path is not None:
+            self.emit({"event": "checkpoint", "step": self.step, "path": str(path)})
+            self.write_status("running", checkpoint=str(path))
+        return path
+
+    def preview(self) -> None:
+        """previews/step_XXXXXXXX.png: columns = fixed seeds, rows = teacher (optional) and student step counts."""
+        pc = self.cfg.preview
+        if not self.is_main:
+            return
+        student = self.roles["student"]
+        n = min(len(pc.seeds), len(self.dataset))
+        items = [self.dataset[i] for i in range(n)]
+        guidance = self.cfg.data.guidance
+        middle = (sorted(guidance)[len(guidance) // 2],) if guidance else ()
+        batch = make_batch(items, guidance=middle, uncond_keys=self.teacher.uncond_keys, device=self.device)
+        noise = torch.stack(
+            [torch.randn(self.teacher.sample_shape, generator=torch.Generator().manual_seed(s)) for s in pc.seeds[:n]]
+        ).to(self.device)
+        cond = batch.get("student_cond", batch["cond"])
+        rows = []
+        with torch.no_grad(), self.accelerator.autocast():
+            if pc.teacher_steps:
+                if self.teacher_row is None:
+                    x0 = sample_teacher(self.frozen_teacher, SIGMA_D * noise, batch, pc.teacher_steps)
+                    self.teacher_row = self.teacher.to_images(x0)
+                rows.append(self.teacher_row)
+            ema = self.ema if pc.use_ema and self.ema else {n: p.detach() for n, p in student.params.items()}
+            with swapped_weights(student.params, ema):
+                for steps in pc.steps:
+                    generator = torch.Generator(self.device).manual_seed(0)
+                    x0 = sample_trigflow(
+                        lambda x, t: student.module(x, t, cond),
+                        SIGMA_D * noise,
+                        get_trigflow_timesteps(steps),
+                        generator=generator,
+                    )
+                    rows.append(self.teacher.to_images(x0))
+        path = self.out / "previews" / f"step_{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(rows).save(path)
+        self.emit({"event": "preview", "step": self.step, "path": str(path)})
+
+    def export(self) -> dict[str, Any]:
+        """EMA student -> weights + manifest (main process); returns the "export" event."""
+        from distillation.export import export_student, merged_student
+
+        ec = self.cfg.export
+        student = merged_student(self.roles["student"].module, self.ema)
+        result = export_student(
+            teacher=self.teacher,
+            student=student,
+            models_dir=Path(ec.models_dir) if ec.models_dir else self.out / "export",
+            name=ec.name or self.cfg.name,
+            title=ec.title,
+            dtype=ec.dtype,
+            steps=ec.steps,
+            allowed_steps=ec.allowed_steps,
+            source=f"distilled by distillation.train ({self.cfg.method.name}, {self.step} steps) into {self.out}",
+            licence=self.cfg.teacher.licence,
+        )
+        return {"event": "export", "manifest": str(result.manifest), "weights": str(result.weights),
+                "registry": result.registry}  # fmt: skip
+
+    def log(self, logs: dict[str, float], started: float, first_step: int) -> None:
+        elapsed = time.perf_counter() - started
+        it_s = (self.step - first_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self.cfg.max_steps - self.step) / it_s if it_s > 0 else None
+        values = {k: _finite_or_none(v) for k, v in sorted(logs.items())}
+        event = {"event": "progress", "step": self.step, "total": self.cfg.max_steps, "it_s": round(it_s, 4),
+                 "eta_s": None if eta is None else round(eta, 1), **values}  # fmt: skip
+        self.emit(event)
+        if self.is_main:
+            row = {"step": self.step, "time": time.time(), "skipped_total": self.skipped, **values}
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.bar is not None:
+            self.bar.update(self.step - self.bar.n)
+            shown = {
+                k.split("/")[0] + "/" + k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items() if k.endswith("loss")
+            }
+            self.bar.set_postfix(shown, refresh=False)
+
+    def stop_requested(self) -> bool:
+        flag = torch.tensor([1.0 if self.stop_signal is not None else 0.0], device=self.device)
+        return self.all_reduce_(flag).item() > 0
+
+    # -- the job
+
+    def run(self) -> int:
+        """Set up, train to max_steps (or until SIGTERM/SIGINT), checkpoint, preview, export; returns the exit code."""
+        try:
+            self.setup()
+        except (ConfigError, TeacherError, CheckpointError) as error:
+            self.fail(str(error))
+            return EXIT_BAD_INPUT
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self.train()
+        except (JobFailed, CheckpointError) as error:
+            self.fail(str(error))
+            return EXIT_FAILED
+        except Exception as error:
+            traceback.print_exc()
+            self.fail(f"{type(error).__name__}: {error}")
+            return EXIT_FAILED
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if self.bar is not None:
+                self.bar.close()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_signal = signum
+
+    def train(self) -> int:
+        cfg = self.cfg
+        every = cfg.preview.every
+        self.write_status("running")
+        self.emit({"event": "start", "step": self.step, "total": cfg.max_steps, "out": str(self.out),
+                   "processes": self.world, "device": str(self.device)})  # fmt: skip
+        if self.progress == "bar" and self.is_main:
+            self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True)
+        if every and self.step == 0:
+            self.preview()
+        started, first_step = time.perf_counter(), self.step
+        saved = previewed = self.step
+        while self.step < cfg.max_steps:
+            logs = self.reduce_logs(self.train_step())
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                self.log(logs, started, first_step)
+            if self.stop_requested():
+                path = self.save()
+                self.write_status("stopped", checkpoint=str(path), reason=f"signal {self.stop_signal}")
+                self.emit({"event": "stopped", "step": self.step, "checkpoint": str(path)})
+                return EXIT_STOPPED
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save()
+                saved = self.step
+            if every and self.step % every == 0:
+                self.preview()
+                previewed = self.step
+        path = self.out / "checkpoints" / f"step_{self.step:08d}"
+        if saved != self.step:
+            path = self.save()
+        if every and previewed != self.step:
+            self.preview()
+        fields: dict[str, Any] = {"checkpoint": str(path)}
+        if cfg.export.enabled and self.is_main and "student" in self.roles:
+            event = self.export()
+            self.emit(event)
+            fields["manifest"] = event["manifest"]
+        self.accelerator.wait_for_everyone()
+        self.write_status("done", **fields)
+        self.emit({"event": "done", "step": self.step})
+        return EXIT_OK
