@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from pipelines.registry import is_local
+
 PRECISIONS = ("no", "bf16", "fp16")
 DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
@@ -257,16 +259,19 @@ def _validate(cfg: JobConfig) -> None:
         )
     if not cfg.teacher.random and not cfg.teacher.path:
         raise ConfigError("teacher.path: give a weights folder, or teacher.random = 'tiny' | 'full'")
-    paths = {"teacher.path": cfg.teacher.path, "teacher.vae": cfg.teacher.vae}
-    if cfg.teacher.controlnet and not cfg.teacher.random:
-        if not cfg.teacher.controlnet_path:
-            raise ConfigError("teacher.controlnet_path: needed for a ControlNet teacher without teacher.random")
-        paths["teacher.controlnet_path"] = cfg.teacher.controlnet_path
-    if cfg.data.kind == "sketch_pairs":
-        paths["data.path"] = cfg.data.path
-    for key, value in paths.items():
-        if value and not Path(value).expanduser().exists():
-            raise ConfigError(f"{key}: {value} does not exist")
+    # teacher weights follow the manifests' rule: ./x, ../x, /x, ~/x are folders, anything else a hub id
+    folders = {"teacher.path": cfg.teacher.path, "teacher.controlnet_path": cfg.teacher.controlnet_path}
+    folders["teacher.vae"] = cfg.teacher.vae
+    missing = {
+        key: value for key, value in folders.items() if is_local(value) and not Path(value).expanduser().exists()
+    }
+    if cfg.data.kind == "sketch_pairs" and not Path(cfg.data.path).expanduser().exists():
+        missing["data.path"] = cfg.data.path or "''"
+    if missing:
+        key, value = next(iter(missing.items()))
+        raise ConfigError(f"{key}: {value} does not exist")
+    if cfg.teacher.controlnet and not cfg.teacher.random and not cfg.teacher.controlnet_path:
+        raise ConfigError("teacher.controlnet_path: needed for a ControlNet teacher without teacher.random")
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -1,8 +1,8 @@
 """Frozen teachers as TrigFlow models F(x_t / sigma_d, t, cond), and what the trainer needs from each family.
 
 Families: "sana" (diffusers SanaTransformer2DModel, optionally with a SanaControlNetModel branch), "unet" (SD-style
-diffusers UNet2DConditionModel, epsilon or v prediction, optionally with a ControlNetModel) and any nn.Module
-factory given to `register_teacher` (the project's small pixel-space model, toy networks).
+diffusers UNet2DConditionModel, epsilon or v prediction, optionally with a ControlNetModel), "sketch_tiny" (the
+project's small pixel-space model, pipelines/tiny.py) and any nn.Module factory given to `register_teacher`.
 Every family is a flow or VP velocity model turned into TrigFlow form without retraining (SanaMSCM; VP with
 alpha = cos t, sigma = sin t is TrigFlow on unit-scale data), so one Method code path serves all of them.
 """
@@ -463,19 +463,23 @@ def build_unet(
 # ---- registered module factories ----------------------------------------------------------------------------------
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class TeacherEntry:
     """A registered teacher family built from an nn.Module factory.
 
     factory(path) -> a flow-matching velocity model v(x_s, s, cond) (path None: random weights; the trainer seeds
-    torch first). sample_shape / cond_shapes: per-sample shapes; uncond_keys: zeroed for CFG's null branch;
-    features: (layer name in the flow model, channels) a LADD discriminator may hook; to_images: unit-scale
-    samples -> uint8 (b, h, w, 3); save(flow_model, folder) -> manifest components; backend: registry backend.
+    torch first). sample_shape / cond_shapes: per-sample shapes, or functions of the built model giving them;
+    uncond_keys: zeroed for CFG's null branch; features: (layer name in the flow model, channels) a LADD
+    discriminator may hook (token features (b, n, c)); to_images: unit-scale samples -> uint8 (b, h, w, 3);
+    save(flow_model, folder) -> manifest components (relative folders); backend: the registry backend.
     """
 
     factory: Callable[[str | None], nn.Module]
-    sample_shape: tuple[int, ...]
-    cond_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    sample_shape: Shape | Callable[[nn.Module], Shape]
+    cond_shapes: Mapping[str, Shape] | Callable[[nn.Module], Mapping[str, Shape]] = field(default_factory=dict)
     uncond_keys: tuple[str, ...] = ()
     features: tuple[tuple[str, int], ...] = ()
     lora_targets: tuple[str, ...] = ()
@@ -515,25 +519,62 @@ def build_registered(name: str, *, path: str, random: str, random_seed: int) -> 
         raise TeacherError(f"teacher.path: {path} does not exist")
     torch.manual_seed(random_seed)
     flow = entry.factory(None if random else path)
+    sample_shape = tuple(entry.sample_shape(flow) if callable(entry.sample_shape) else entry.sample_shape)
+    cond_shapes = entry.cond_shapes(flow) if callable(entry.cond_shapes) else entry.cond_shapes
     decode = entry.to_images
     if decode is None:
-        decode = pixels_to_images if len(entry.sample_shape) == 3 and entry.sample_shape[0] == 3 else latent_to_images
+        decode = pixels_to_images if len(sample_shape) == 3 and sample_shape[0] == 3 else latent_to_images
     save = _save_module(name)
     if entry.save is not None:
         save = lambda student, folder: entry.save(student.flow_model, folder)  # noqa: E731
     return Teacher(
         kind=name,
         model=FlowAsTrigFlow(flow),
-        sample_shape=tuple(entry.sample_shape),
-        cond_shapes={k: tuple(v) for k, v in entry.cond_shapes.items()},
+        sample_shape=sample_shape,
+        cond_shapes={k: tuple(v) for k, v in cond_shapes.items()},
         uncond_keys=tuple(entry.uncond_keys),
         backend=entry.backend,
-        resolution=entry.resolution or (entry.sample_shape[-1] if len(entry.sample_shape) == 3 else 0),
+        resolution=entry.resolution or (sample_shape[-1] if len(sample_shape) == 3 else 0),
         lora_targets=tuple(entry.lora_targets),
         layers={f"flow_model.{layer}": channels for layer, channels in entry.features},
         decode=decode,
         save=save,
     )
+
+
+# ---- the project's own small model (pipelines/tiny.py) -------------------------------------------------------------
+
+
+def _sketch_tiny(path: str | None) -> nn.Module:
+    """SketchTinyNet from a save_tiny folder, or random at test size (16 px, two levels, no attention)."""
+    from pipelines.tiny import SketchTinyNet, TinyConfig, load_tiny
+
+    if path is None:
+        return SketchTinyNet(TinyConfig(resolution=16, channels=(8, 16), blocks=1, attention=False, emb_dim=32))
+    return load_tiny(Path(path).expanduser())
+
+
+def _save_sketch_tiny(flow: nn.Module, folder: Path) -> dict[str, str]:
+    """save_tiny as a distilled student (kind "trigflow": TinyEngine samples it with consistency steps)."""
+    from pipelines.tiny import save_tiny
+
+    save_tiny(flow, folder, extra={"kind": "trigflow"})
+    return {"weights": "."}
+
+
+def _tiny_side(flow: nn.Module) -> int:
+    return flow.config.resolution
+
+
+register_teacher(
+    "sketch_tiny",
+    _sketch_tiny,
+    sample_shape=lambda flow: (3, _tiny_side(flow), _tiny_side(flow)),
+    cond_shapes=lambda flow: {"sketch": (1, _tiny_side(flow), _tiny_side(flow)), "text": (flow.config.text_dim,)},
+    uncond_keys=("text",),
+    backend="tiny",
+    save=_save_sketch_tiny,
+)
 
 
 # ---- entry point --------------------------------------------------------------------------------------------------

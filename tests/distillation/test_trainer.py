@@ -1,0 +1,201 @@
+"""The trainer on tiny random diffusers Sana (+ Sana ControlNet): one step per method is finite and moves only the
+declared trainable parameters; non-finite updates are skipped within a budget; SIGTERM checkpoints; progress lines."""
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from distillation.config import ConfigError, load_config
+from distillation.methods.base import teacher_F
+from distillation.teachers import VPAsTrigFlow, build_teacher
+from distillation.trainer import BatchSampler, Trainer, make_batch
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESETS = ROOT / "distillation" / "presets"
+QUIET = ["--preview.every=0", "--export.enabled=false"]
+
+
+def set_up(tmp_path: Path, preset: str, *overrides: str) -> Trainer:
+    trainer = Trainer(load_config(PRESETS / preset, [*QUIET, *overrides]), tmp_path, progress="json")
+    trainer.setup()
+    return trainer
+
+
+def all_parameters(trainer: Trainer) -> dict[int, torch.nn.Parameter]:
+    """Every parameter any role can reach (the shared teacher base once), by identity."""
+    return {id(p): p for role in trainer.roles.values() for p in role.module.parameters()}
+
+
+@pytest.mark.parametrize(
+    "preset, overrides, updated",
+    [
+        ("tiny_scm_ladd.toml", [], {"student", "logvar", "heads"}),
+        ("tiny_scm_ladd.toml", ["--student.lora_rank=4"], {"student", "logvar", "heads"}),
+        ("tiny_dmd2.toml", [], {"student", "fake"}),
+        ("tiny_dmd2.toml", ["--student.lora_rank=0"], {"student", "fake"}),
+    ],
+    ids=["scm_ladd", "scm_ladd-lora", "dmd2-lora", "dmd2"],
+)
+def test_one_step_is_finite_and_moves_only_trainable_parameters(tmp_path, preset, overrides, updated):
+    trainer = set_up(tmp_path, preset, *overrides)
+    assert trainer.teacher.model.flow_model.controlnet is not None
+    params = all_parameters(trainer)
+    before = {key: p.detach().clone() for key, p in params.items()}
+    logs = trainer.train_step()
+    assert logs and all(math.isfinite(v) for v in logs.values()), logs
+    assert not any(k.endswith("/skipped") for k in logs)
+    changed = {key for key, p in params.items() if not torch.equal(before[key], p)}
+    declared = {id(p): role for role, r in trainer.roles.items() for p in r.params.values()}
+    assert changed <= declared.keys()  # the teacher (and a LoRA base) did not move
+    assert {declared[key] for key in changed} == updated  # every role of the step's plan moved
+    frozen = [p for p in trainer.teacher.model.parameters() if id(p) not in declared]
+    assert frozen and not any(p.requires_grad for p in frozen)
+
+
+def test_lora_teacher_is_the_base_with_adapters_off(tmp_path):
+    """With LoRA the teacher is the untouched base: its output equals a fresh teacher's, the student's does not
+    once its adapter has trained (LoRA B starts at zero, so before a step they agree)."""
+    trainer = set_up(tmp_path, "tiny_dmd2.toml")
+    batch = make_batch([trainer.dataset[i] for i in range(2)], guidance=(4.5,), uncond_keys=("text",), device="cpu")
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([0.4, 1.2])
+    fresh = build_teacher(kind="sana", random="tiny", controlnet=True).model
+    with torch.no_grad():
+        assert torch.equal(trainer.roles["student"].module(x, t, batch["cond"]), fresh(x, t, batch["cond"]))
+    trainer.train_step()
+    with torch.no_grad():
+        assert torch.equal(teacher_F(trainer.roles["teacher"].module, x, t, batch), teacher_F(fresh, x, t, batch))
+        assert not torch.allclose(trainer.roles["student"].module(x, t, batch["cond"]), fresh(x, t, batch["cond"]))
+
+
+def test_gradient_checkpointing_gives_the_same_step(tmp_path):
+    plain = set_up(tmp_path / "a", "tiny_scm_ladd.toml")
+    logs = plain.train_step()  # set-up seeds torch's global RNG: each trainer steps right after its own set-up
+    checkpointed = set_up(tmp_path / "b", "tiny_scm_ladd.toml", "--student.gradient_checkpointing=true")
+    assert checkpointed.roles["student"].module.flow_model.transformer.gradient_checkpointing
+    assert checkpointed.train_step() == logs
+    for name, p in plain.roles["student"].params.items():
+        torch.testing.assert_close(p, checkpointed.roles["student"].params[name], rtol=0, atol=1e-6)
+
+
+def test_bf16_autocast_step_is_finite(tmp_path):
+    AcceleratorState._reset_state(True)  # the process's accelerate state is set once per precision
+    try:
+        trainer = set_up(tmp_path, "tiny_scm_ladd.toml", "--mixed_precision=bf16")
+        logs = trainer.train_step()
+        assert all(math.isfinite(v) for v in logs.values()) and "student/skipped" not in logs
+    finally:
+        AcceleratorState._reset_state(True)
+
+
+class NaNLoss(Trainer):
+    """The student's loss turns NaN (a real graph, so the gradients are NaN too)."""
+
+    def build_method(self):
+        method = super().build_method()
+        loss = method.loss
+
+        def nan_loss(role, batch, step):
+            out = loss(role, batch, step)
+            return {**out, "loss": out["loss"] * float("nan")} if role == "student" else out
+
+        method.loss = nan_loss
+        return method
+
+
+def test_non_finite_updates_are_skipped_then_the_job_fails(tmp_path):
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--max_steps=5", "--nan_budget=2"])
+    trainer = NaNLoss(cfg, tmp_path, progress="json")
+    trainer.setup()
+    student = {n: p.detach().clone() for n, p in trainer.roles["student"].params.items()}
+    logs = trainer.train_step()
+    assert logs["student/skipped"] == 1 and trainer.skipped == 1 and "heads/skipped" not in logs
+    assert all(torch.equal(p, student[n]) for n, p in trainer.roles["student"].params.items())
+    assert all(torch.equal(v, student[n]) for n, v in trainer.ema.items())
+    assert NaNLoss(cfg, tmp_path / "job", progress="json").run() == 1
+    status = json.loads((tmp_path / "job" / "status.json").read_text())
+    assert status["state"] == "failed" and status["step"] == 2
+    assert "3 non-finite updates exceed nan_budget = 2" in status["reason"]
+
+
+class StopAfterOne(Trainer):
+    def train_step(self):
+        logs = super().train_step()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path, capsys):
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--max_steps=5"])
+    handler = signal.getsignal(signal.SIGTERM)
+    assert StopAfterOne(cfg, tmp_path, progress="json").run() == 143
+    assert signal.getsignal(signal.SIGTERM) is handler  # the job's handler is gone again
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "stopped" and status["step"] == 1
+    assert (tmp_path / "checkpoints" / "step_00000001" / "state.json").is_file()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["start", "progress", "checkpoint", "stopped"]
+    progress = events[1]
+    assert {"step", "total", "it_s", "eta_s", "student/loss", "heads/loss"} <= progress.keys()
+    assert progress["step"] == 1 and progress["total"] == 5
+
+
+def test_bad_input_is_refused_before_the_job_starts(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="batch_size: scm_ladd needs at least 2 samples per process, got 1"):
+        load_config(PRESETS / "tiny_scm_ladd.toml", ["--batch_size=1"])
+    cfg = load_config(
+        PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--student.lora_rank=2", "--student.lora_targets=['nope']"]
+    )
+    assert Trainer(cfg, tmp_path, progress="json").run() == 2
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "student.lora_targets ['nope']" in status["reason"]
+    assert not (tmp_path / "checkpoints").exists()
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--optim.role_lr={critic = 1.0}"])
+    assert Trainer(cfg, tmp_path / "b", progress="json").run() == 2
+    assert "optim.role_lr: no role 'critic'" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--max_steps=1"])
+    assert Trainer(cfg, tmp_path, progress="json").run() == 0
+    changed = load_config(PRESETS / "tiny_scm_ladd.toml", [*QUIET, "--max_steps=2", "--optim.lr=0.5"])
+    assert Trainer(changed, tmp_path, resume="latest", progress="json").run() == 2
+    assert (
+        "optim.lr changed since the checkpoint at step 1"
+        in json.loads((tmp_path / "status.json").read_text())["reason"]
+    )
+
+
+def test_sampler_is_a_function_of_position():
+    """Two processes split every global batch; the stream over epochs is a fixed function of the position."""
+    ranks = [BatchSampler(5, seed=3, batch_size=2, rank=r, world=2) for r in range(2)]
+    stream = [i for pos in range(0, 20, 4) for s in ranks for i in s.indices(pos)]
+    assert sorted(stream[:5]) == list(range(5)) and sorted(stream[5:10]) == list(range(5))
+    assert stream[8:12] == BatchSampler(5, seed=3, batch_size=2).indices(8) + BatchSampler(
+        5, seed=3, batch_size=2
+    ).indices(10)
+
+
+def test_unet_teacher_reads_v_prediction_as_trigflow():
+    """VP with alpha = cos t, sigma = sin t is TrigFlow: a v-prediction UNet's output is F inside the schedule."""
+    teacher = build_teacher(kind="unet", random="tiny")
+    model = teacher.model
+    assert isinstance(model, VPAsTrigFlow)
+    cond = {"text": torch.randn(2, 8, 32)}
+    x, t = torch.randn(2, 4, 32, 32), torch.tensor([0.3, 1.1])
+    model.prediction_type = "v_prediction"
+    with torch.no_grad():
+        v = model.unet(x, model.timestep(t), encoder_hidden_states=cond["text"]).sample
+        torch.testing.assert_close(model(x, t, cond), v)
+        model.prediction_type = "epsilon"  # F = cos t eps - sin t x0 with x0 = (x - sin t eps) / cos t
+        eps = v
+        x0 = (x - torch.sin(t)[:, None, None, None] * eps) / torch.cos(t)[:, None, None, None]
+        expected = torch.cos(t)[:, None, None, None] * eps - torch.sin(t)[:, None, None, None] * x0
+        torch.testing.assert_close(model(x, t, cond), expected)
+    steps = model.timestep(torch.tensor([1e-3, 0.8, math.pi / 2], dtype=torch.float64))
+    assert steps[0] < 1 and 0 < steps[1] < 999 and steps[2] == pytest.approx(999)
