@@ -75,9 +75,9 @@ class GMMFlow(nn.Module):
 class FlowMLP(nn.Module):
     """v_theta(x_s, s): 3 x 256 SiLU MLP on x_s and Fourier features of the dense time s (c_noise(s) = s)."""
 
-    def __init__(self, hidden: int = HIDDEN, num_frequencies: int = 16, max_frequency: float = 50.0):
+    def __init__(self, hidden: int = HIDDEN, num_frequencies: int = 16):
         super().__init__()
-        self.register_buffer("frequencies", torch.logspace(0, math.log10(max_frequency), num_frequencies))
+        self.register_buffer("frequencies", torch.logspace(0, math.log10(50.0), num_frequencies))
         dims = [2 + 1 + 2 * num_frequencies, hidden, hidden, hidden]
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(i, o), nn.SiLU()) for i, o in zip(dims[:-1], dims[1:], strict=True)
