@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "assets" / "models"
-BACKENDS = ("sd", "sdxl", "tiny")
+BACKENDS = ("sd", "sdxl", "tiny", "sana")
 RANDOM_INITS = ("tiny", "full")
 
 
@@ -202,4 +202,8 @@ class Registry:
             from pipelines.tiny import TinyEngine
 
             return TinyEngine.load(spec, device=device, dtype=dtype or spec.dtype)
+        if spec.backend == "sana":
+            from pipelines.sana_sprint import SanaSprintEngine
+
+            return SanaSprintEngine.load(spec, device=device, dtype=dtype or spec.dtype)
         raise ModelError(f"{spec.name}: backend {spec.backend!r} is not available in this build")
