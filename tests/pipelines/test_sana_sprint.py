@@ -1,0 +1,472 @@
+"""SANA-Sprint engine: parity with diffusers' SanaSprintPipeline and SanaControlNetPipeline on tiny seeded weights,
+ControlNet wirings against plain reference compositions, the NVlabs converter, manifests, and bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    FlowMatchEulerDiscreteScheduler,
+    SanaControlNetModel,
+    SanaControlNetPipeline,
+    SanaSprintPipeline,
+    SCMScheduler,
+)
+from PIL import Image
+
+from pipelines import sana_convert
+from pipelines.engine import Request
+from pipelines.host import LiveHost
+from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
+from pipelines.registry import MODELS_DIR, ModelError, Registry
+from pipelines.sana_sprint import (
+    CHI,
+    SanaFlow,
+    SanaSprintEngine,
+    SprintControlNet,
+    build_random_components,
+    check_gpu_memory,
+    controlnet_config,
+    controlnet_from_diffusers,
+    gpu_memory_need_gib,
+    load_nvlabs,
+    nvlabs_state,
+    sample_scm,
+    save_random_model,
+    sprint_timesteps,
+)
+from pipelines.schedules import sample_trigflow
+
+ATOL = 1e-4
+PROMPT = "A red fox sitting in the snow, watercolour"
+SIZE = (64, 64)  # the tiny model's half-scale square bin (8x8 latents)
+
+MANIFEST = """name = "{name}"
+title = "{name}"
+backend = "sana"
+resolution = 128
+steps = 1
+allowed_steps = [1, 2, 3, 4]
+dtype = "float32"
+guidance = 4.5
+
+[components]
+{components}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """Tiny seeded components, teacher included (SANA 1.0 base + HED-layout branch)."""
+    return build_random_components("tiny", seed=0, teacher=True)
+
+
+@pytest.fixture(scope="module")
+def engine(parts):
+    return SanaSprintEngine.from_components(
+        parts, name="tiny", device="cpu", dtype=torch.float32, native_resolution=128
+    )
+
+
+@pytest.fixture(scope="module")
+def sprint_pipe(parts):
+    pipe = SanaSprintPipeline(
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        vae=parts["vae"],
+        transformer=parts["transformer"],
+        scheduler=SCMScheduler(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """save_random_model's folders and two manifests: the Sprint branch folder, or the NVlabs HED .pth serving as
+    both the live branch and the teacher."""
+    root = tmp_path_factory.mktemp("sana")
+    save_random_model("tiny", root, seed=0)
+    manifests = {
+        "tiny-sana": {
+            "base": "./sprint",
+            "controlnet": "./controlnet",
+            "vae_lite": "./dc-ae-lite",
+            "teacher": "./hed",
+        },
+        "tiny-sana-hed": {"base": "./sprint", "controlnet": "./hed", "teacher": "./hed"},
+    }
+    for name, components in manifests.items():
+        lines = "\n".join(f'{role} = "{value}"' for role, value in components.items())
+        (root / f"{name}.toml").write_text(MANIFEST.format(name=name, components=lines))
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry(models_dir):
+    return Registry(models_dir=models_dir, allowed_roots=(models_dir,))
+
+
+def sketch(seed: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = np.zeros((*size, 3), np.uint8)
+    for _ in range(4):
+        y, x = rng.integers(0, size[0] - 6, 2)
+        image[y : y + 3, x : x + size[1] // 3] = 255
+    return image
+
+
+@torch.no_grad()
+def sprint_reference(transformer, embeds, mask, *, steps, seed, guidance=4.5, branch=None):
+    """A plain Sprint loop (diffusers SanaSprintPipeline's arithmetic with its SCMScheduler). `branch(x_in, s)` returns
+    the transformer call's extra kwargs and the forward hooks to remove after it."""
+    scheduler = SCMScheduler()
+    scheduler.set_timesteps(steps, intermediate_timesteps=1.3 if steps == 2 else None)
+    scheduler.set_begin_index(0)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn((1, 4, 8, 8), generator=generator) * SIGMA_D
+    g = torch.full((1,), guidance) * transformer.config.guidance_embeds_scale
+    for t in scheduler.timesteps[:-1]:
+        s = torch.sin(t) / (torch.sin(t) + torch.cos(t))
+        x_in = latents / SIGMA_D * torch.sqrt(s**2 + (1 - s) ** 2)
+        extra, hooks = branch(x_in, s.expand(1)) if branch else ({}, [])
+        v = transformer(x_in, embeds, encoder_attention_mask=mask, guidance=g, timestep=s.expand(1), **extra).sample
+        for hook in hooks:
+            hook.remove()
+        F = ((1 - 2 * s) * x_in + (1 - 2 * s + 2 * s**2) * v) / torch.sqrt(s**2 + (1 - s) ** 2)
+        latents, denoised = scheduler.step(F * SIGMA_D, t, latents, generator=generator, return_dict=False)
+    return denoised / SIGMA_D
+
+
+# --- parity with diffusers --------------------------------------------------------------------------------------
+
+
+def test_sana_prompt_parity_with_pipeline_encode_prompt(engine, sprint_pipe):
+    ours = engine.encode_prompt(PROMPT)
+    embeds, mask = sprint_pipe.encode_prompt(PROMPT, complex_human_instruction=list(CHI))
+    assert ours.tensors["text"].shape == (1, 300, 32)
+    torch.testing.assert_close(ours.tensors["text"], embeds, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours.tensors["text_bias"][:, 0], (1 - mask.float()) * -10000.0)
+    assert not ours.truncated and ours.n_tokens == len(PROMPT)  # the tiny vocabulary is one token per character
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_sana_sprint_parity_with_diffusers_pipeline(engine, sprint_pipe, steps):
+    """No control and control at scale 0 both give SanaSprintPipeline's latents for the same embeddings and seed."""
+    prompt = engine.encode_prompt(PROMPT)
+    embeds, mask = sprint_pipe.encode_prompt(PROMPT, complex_human_instruction=list(CHI))
+    reference = sprint_pipe(
+        prompt_embeds=embeds,
+        prompt_attention_mask=mask,
+        height=SIZE[0],
+        width=SIZE[1],
+        num_inference_steps=steps,
+        intermediate_timesteps=1.3 if steps == 2 else None,
+        use_resolution_binning=False,
+        generator=torch.Generator().manual_seed(7),
+        output_type="latent",
+    ).images
+    ours = engine.sample_latents(prompt, None, seed=7, steps=steps, resolution=SIZE)
+    torch.testing.assert_close(ours, reference, atol=ATOL, rtol=0)
+    control = engine.encode_control(sketch(), SIZE)
+    off = engine.sample_latents(prompt, control, seed=7, steps=steps, strength=0.0, resolution=SIZE)
+    on = engine.sample_latents(prompt, control, seed=7, steps=steps, strength=1.0, resolution=SIZE)
+    torch.testing.assert_close(off, reference, atol=ATOL, rtol=0)
+    assert (on - reference).abs().max() > 1e-2  # the random branch does reach the output
+
+
+def test_sana_sample_scm_parity_with_sample_trigflow():
+    """Drawing the noise up front changes nothing: sample_scm == schedules.sample_trigflow for the same draws."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 16), torch.nn.Tanh())
+
+    def model(x, t):
+        return net(x * torch.cos(t)[:, None, None, None]).view_as(x)
+
+    ts, shape = sprint_timesteps(4), (2, 1, 4, 4)
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.stack([torch.randn(shape, generator=generator) for _ in range(4)])
+    generator = torch.Generator().manual_seed(1)
+    x_T = SIGMA_D * torch.randn(shape, generator=generator)
+    reference = sample_trigflow(model, x_T, ts, generator=generator)  # draws the re-noising as it goes
+    torch.testing.assert_close(sample_scm(model, noise, ts), reference, atol=1e-6, rtol=0)
+
+
+def test_sana_controlnet_parity_diffusers_wiring(parts, engine):
+    """The HED-layout branch from a diffusers SanaControlNetModel, diffusers wiring, on the Sprint transformer ==
+    SanaControlNetModel + SanaTransformer2DModel(controlnet_block_samples=...) in the plain Sprint loop."""
+    torch.manual_seed(3)
+    reference_branch = SanaControlNetModel(
+        **{k: v for k, v in controlnet_config("tiny", sprint=False).items() if k != "wiring"}, interpolation_scale=None
+    ).eval()
+    for linear in (reference_branch.input_block, *reference_branch.controlnet_blocks):
+        linear.reset_parameters()
+    live = {k: v for k, v in parts.items() if not k.startswith("teacher")}
+    ours = SanaSprintEngine.from_components(
+        {**live, "controlnet": controlnet_from_diffusers(reference_branch, wiring="diffusers")},
+        name="tiny-diffusers-wiring",
+        device="cpu",
+        dtype=torch.float32,
+        native_resolution=128,
+    )
+    prompt = ours.encode_prompt(PROMPT)
+    control = ours.encode_control(sketch(1), SIZE)
+    mask = (prompt.tensors["text_bias"][:, 0] == 0).long()
+    latent = control.tensors["latent"]
+
+    def branch(x_in, s):
+        samples = reference_branch(
+            x_in, prompt.tensors["text"], timestep=1000 * s, controlnet_cond=latent, conditioning_scale=0.7,
+            encoder_attention_mask=mask, return_dict=False,
+        )[0]  # fmt: skip
+        return {"controlnet_block_samples": tuple(samples)}, []
+
+    for steps in (1, 2):
+        reference = sprint_reference(
+            parts["transformer"], prompt.tensors["text"], mask, steps=steps, seed=5, branch=branch
+        )
+        got = ours.sample_latents(prompt, control, seed=5, steps=steps, strength=0.7, resolution=SIZE)
+        torch.testing.assert_close(got, reference, atol=ATOL, rtol=0)
+
+
+def test_sana_controlnet_parity_nvlabs_wiring(parts, engine):
+    """The Sprint branch (QK-norm, guidance embedding, dense time), NVlabs wiring == diffusers' unmodified
+    transformer with hooks doing what SanaMSControlNet.forward does: after base block 0 the branch starts from its
+    output + input_block(patch_embed(control)), and skip k joins the output of base block k (= input of k + 1)."""
+    transformer, branch_net = parts["transformer"], parts["controlnet"]
+    prompt = engine.encode_prompt(PROMPT)
+    control = engine.encode_control(sketch(2), SIZE)
+    text, bias = prompt.tensors["text"], prompt.tensors["text_bias"]
+    mask = (bias[:, 0] == 0).long()
+    latent, scale = control.tensors["latent"], 0.8
+
+    def branch(x_in, s):
+        g = torch.full((1,), 4.5) * branch_net.config.guidance_embeds_scale
+        t_mod, _ = branch_net.time_embed(s, guidance=g, hidden_dtype=torch.float32)  # dense time: s itself
+        text_c = branch_net.caption_norm(branch_net.caption_projection(text))
+        skips = []
+
+        def after_block0(module, args, output):
+            h = output + branch_net.input_block(branch_net.patch_embed(latent))
+            for block, project in zip(branch_net.transformer_blocks, branch_net.controlnet_blocks, strict=True):
+                h = block(h, None, text_c, bias, t_mod, 8, 8)
+                skips.append(project(h) * scale)
+            return output + skips[0]
+
+        hooks = [transformer.transformer_blocks[0].register_forward_hook(after_block0)]
+        for k in range(1, branch_net.config.num_layers):
+            hooks.append(
+                transformer.transformer_blocks[k].register_forward_hook(lambda m, a, out, k=k: out + skips[k])
+            )
+        return {}, hooks
+
+    for steps in (1, 4):
+        reference = sprint_reference(transformer, text, mask, steps=steps, seed=9, branch=branch)
+        got = engine.sample_latents(prompt, control, seed=9, steps=steps, strength=scale, resolution=SIZE)
+        torch.testing.assert_close(got, reference, atol=ATOL, rtol=0)
+
+
+def test_sana_teacher_parity_with_sana_controlnet_pipeline(parts, engine):
+    """Teacher mode (SANA 1.0 base + HED branch, diffusers wiring, Euler + CFG over the scheduler's own times) ==
+    SanaControlNetPipeline with FlowMatchEulerDiscreteScheduler(shift=3); the pipeline encodes its own negative ""."""
+    torch.manual_seed(4)
+    hed = SanaControlNetModel(
+        **{k: v for k, v in controlnet_config("tiny", sprint=False).items() if k != "wiring"}, interpolation_scale=None
+    ).eval()
+    for linear in (hed.input_block, *hed.controlnet_blocks):
+        linear.reset_parameters()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = SanaControlNetPipeline(
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        vae=parts["vae"],
+        transformer=parts["teacher_transformer"],
+        controlnet=hed,
+        scheduler=scheduler,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    teacher = SanaFlow(
+        parts["teacher_transformer"], controlnet_from_diffusers(hed, wiring="diffusers"), dense_time=False
+    )
+    ours = SanaSprintEngine.from_components(
+        {**parts, "teacher": teacher}, name="tiny-teacher", device="cpu", dtype=torch.float32, native_resolution=128
+    )
+    prompt = ours.encode_prompt(PROMPT)  # the pipeline encodes the negative "" itself: ours must agree
+    image = sketch(3)
+    control = ours.encode_control(image, SIZE)
+    reference = pipe(
+        prompt_embeds=prompt.tensors["text"],
+        prompt_attention_mask=(prompt.tensors["text_bias"][:, 0] == 0).long(),
+        control_image=Image.fromarray(image),
+        controlnet_conditioning_scale=0.9,
+        height=SIZE[0],
+        width=SIZE[1],
+        num_inference_steps=4,
+        guidance_scale=4.5,
+        use_resolution_binning=False,
+        generator=torch.Generator().manual_seed(11),
+        output_type="latent",
+    ).images
+    times = scheduler.sigmas.double()  # the 4 times the pipeline evaluated, plus the final 0
+    got = ours.refine_latents(prompt, control, seed=11, strength=0.9, guidance=4.5, resolution=SIZE, timesteps=times)
+    torch.testing.assert_close(got, reference, atol=ATOL, rtol=0)
+
+
+# --- NVlabs checkpoints -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sprint", [False, True], ids=["sana1-hed", "sprint-qknorm-guidance"])
+def test_sana_nvlabs_checkpoint_converts_with_no_missing_or_unexpected_keys(parts, tmp_path, sprint):
+    """An NVlabs-format state dict (built by inverting the converter's rules from tiny models, with the keys NVlabs
+    checkpoints carry that inference drops) loads strictly, tensor for tensor, and drives the same outputs."""
+    base = parts["transformer"] if sprint else parts["teacher_transformer"]
+    branch = parts["controlnet"] if sprint else parts["teacher_controlnet"]
+    state = nvlabs_state(base, branch)
+    assert "controlnet.0.before_proj.weight" in state and "blocks.0.attn.qkv.weight" in state
+    assert ("cfg_embedder.mlp.0.weight" in state) == sprint and ("blocks.0.attn.q_norm.weight" in state) == sprint
+    state.update({"y_embedder.y_embedding": torch.zeros(3, 32), "logvar_linear.weight": torch.zeros(1, 64)})
+    path = tmp_path / "checkpoints" / "model.pth"
+    path.parent.mkdir()
+    torch.save({"state_dict": state}, path)
+
+    flags = {"qk_norm": sprint, "guidance": sprint}
+    base_rules = sana_convert.transformer_rules(base.config.num_layers, **flags)
+    branch_rules = sana_convert.controlnet_rules(branch.config.num_layers, **flags)
+    assert set(sana_convert.convert(state, base_rules)) == set(base.state_dict())
+    assert set(sana_convert.convert(state, branch_rules)) == set(branch.state_dict())
+    assert sana_convert.unused_keys(state, base_rules, branch_rules) == []
+
+    loaded_base, loaded_branch = load_nvlabs(path, torch.float32)
+    for original, loaded in ((base, loaded_base), (branch, loaded_branch)):
+        expected, got = original.state_dict(), loaded.state_dict()
+        assert set(expected) == set(got)
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert loaded_branch.config.wiring == "nvlabs" and loaded_branch.config.dense_time == sprint
+    assert (loaded_base.config.qk_norm is not None) == sprint and loaded_base.config.guidance_embeds == sprint
+
+    state["blocks.0.attn.extra.weight"] = torch.zeros(1)
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(ModelError, match="does not know"):
+        load_nvlabs(path, torch.float32)
+
+
+# --- manifests, registry, host ----------------------------------------------------------------------------------
+
+
+def test_sana_manifest_loads_saved_folders_and_generates(registry):
+    """Tiny components saved with save_pretrained (+ an NVlabs .pth) load through manifests; both decoders and the
+    refine pass produce images at the bin; one HED checkpoint serves live branch and teacher."""
+    engine = registry.load("tiny-sana", "cpu")
+    assert engine.controlnet.config.dense_time and engine.teacher.controlnet.config.wiring == "nvlabs"
+    prompt = engine.encode_prompt(PROMPT)
+    control = engine.encode_control(sketch(4), SIZE)
+    frames = {}
+    for decoder in ("dc-ae", "lite"):
+        engine.decoder = decoder
+        frames[decoder] = engine.generate(prompt, control, seed=1, steps=2, strength=1.0, resolution=SIZE)
+        assert frames[decoder].image.size == SIZE and frames[decoder].notice == ""
+        assert set(frames[decoder].timings) == {"prompt", "control", "denoise", "decode", "total"}
+    assert frames["dc-ae"].image.tobytes() != frames["lite"].image.tobytes()
+    refined = engine.refine(prompt, control, seed=1, steps=3, resolution=SIZE)
+    assert refined.image.size == SIZE
+
+    hed = registry.load("tiny-sana-hed", "cpu")
+    assert hed.controlnet is hed.teacher.controlnet and not hed.controlnet.config.dense_time
+    with pytest.raises(ValueError, match="DC-AE-Lite"):
+        hed.decoder = "lite"
+
+
+def test_sana_caches_control_latents_and_noise(engine):
+    """An unchanged canvas is not re-encoded, a seed's noise is drawn once; a new canvas or seed changes them."""
+    first = engine.encode_control(sketch(5), SIZE)
+    assert engine.encode_control(sketch(5), SIZE) is first
+    assert engine.encode_control(sketch(6), SIZE) is not first
+    assert engine.noise(3, 2, (8, 8)) is engine.noise(3, 2, (8, 8))
+    assert not torch.equal(engine.noise(3, 2, (8, 8)), engine.noise(4, 2, (8, 8)))
+
+
+def test_sana_custom_timesteps(engine):
+    """A one-element custom schedule at the default t_max is the 1-step default; bad schedules are refused."""
+    prompt = engine.encode_prompt(PROMPT)
+    one = engine.sample_latents(prompt, None, seed=2, steps=1, resolution=SIZE)
+    custom = engine.sample_latents(prompt, None, seed=2, steps=1, resolution=SIZE, timesteps=[1.5708])
+    torch.testing.assert_close(one, custom, atol=1e-6, rtol=0)
+    two = engine.sample_latents(prompt, None, seed=2, steps=2, resolution=SIZE, timesteps=[1.5708, 0.9])
+    assert (two - one).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="decrease"):
+        engine.sample_latents(prompt, None, seed=2, steps=2, resolution=SIZE, timesteps=[0.5, 1.0])
+
+
+def test_sana_bad_input_gpu_memory_prompt_length_and_resolution(registry):
+    """A 1.6B model is refused before loading when the GPU's free memory is below the measured need; a long prompt
+    is truncated and the host says so; a resolution outside the bins is snapped with a notice."""
+    need = gpu_memory_need_gib("1.6b", 1024)
+    assert 12 < need < 14  # 8.07 GiB measured frame peak + 4.87 GiB of Gemma-2 weights
+    with pytest.raises(ModelError, match=f"needs about {need:.1f} GiB.*6.0 GiB free"):
+        check_gpu_memory("SANA-Sprint 1.6B", need, 6 * 2**30)
+    check_gpu_memory("SANA-Sprint 1.6B", need, 24 * 2**30)
+    assert gpu_memory_need_gib("tiny", 1024) == 0.0
+
+    host = LiveHost(registry, "cpu")
+    try:
+        canvas = 255 - sketch(7, (96, 96))  # dark strokes on white, as the canvas sends them
+        frame = host.generate(Request("s", 1, "tiny-sana", "a fox " * 80, canvas, resolution=192), timeout=300)
+        assert frame.status == "ok", frame.message
+        assert "prompt truncated to 298 tokens" in frame.message  # CHI tokens + 300 - 2, the CHI prefix kept
+        assert "192x192 is not a SANA resolution bin: generating at 128x128" in frame.message
+        assert frame.image.size == (128, 128)
+    finally:
+        host.close()
+    prompt = host.engine("tiny-sana").encode_prompt("a fox " * 80)
+    assert prompt.truncated and prompt.n_tokens == 298
+
+
+def test_sana_manifests_listed_with_size_and_memory_and_missing_offline(monkeypatch):
+    """The shipped Sprint manifests show download size and GPU memory, agree with the measured need, and offline
+    without a cache they are "missing" with a reason and refuse to load with a ModelError, not a traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    registry = Registry(MODELS_DIR)
+    statuses = {s.spec.name: s for s in registry.list()}
+    for name, size in (("sana-sprint-0.6b", "0.6b"), ("sana-sprint-1.6b", "1.6b")):
+        spec = statuses[name].spec
+        assert spec.backend == "sana" and spec.download_gb > 5
+        assert spec.min_vram_gb == math.ceil(gpu_memory_need_gib(size, spec.resolution))
+        assert spec.components["base"] == f"Efficient-Large-Model/Sana_Sprint_{size.upper()}_1024px_diffusers"
+        if statuses[name].state != "ready":  # a machine with the weights cached may list them ready
+            assert statuses[name].state == "missing" and "HF_HUB_OFFLINE" in statuses[name].reason
+            with pytest.raises(ModelError, match="cannot be loaded"):
+                registry.load(name, "cpu")
+
+
+def test_sana_flow_as_trigflow_one_step_is_direct_denoiser_call(engine):
+    """One SCM step from t_max is x_hat0 = cos t x - sin t sigma_d F(x / sigma_d, t), F the wrapped flow model."""
+    prompt = engine.encode_prompt(PROMPT)
+    cond = {
+        "text": prompt.tensors["text"],
+        "text_bias": prompt.tensors["text_bias"],
+        "guidance": torch.full((1,), 4.5),
+    }
+    noise = engine.noise(0, 1, (8, 8))
+    x = SIGMA_D * noise[0]
+    t = torch.full((1,), 1.5708)
+    F = FlowAsTrigFlow(engine.flow)(x / SIGMA_D, t, cond)
+    direct = (torch.cos(t) * x - torch.sin(t) * SIGMA_D * F) / SIGMA_D
+    got = engine.sample_latents(prompt, None, seed=0, steps=1, resolution=SIZE)
+    torch.testing.assert_close(got, direct, atol=1e-6, rtol=0)
+
+
+def test_sana_sprint_controlnet_save_load_round_trip(parts, tmp_path):
+    parts["controlnet"].save_pretrained(tmp_path)
+    loaded = SprintControlNet.from_pretrained(tmp_path)
+    assert loaded.config.wiring == "nvlabs" and loaded.config.qk_norm == "rms_norm_across_heads"
+    expected = parts["controlnet"].state_dict()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in expected.items())
