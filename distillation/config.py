@@ -120,6 +120,8 @@ class ExportConfig:
     dtype: str = "float32"
     steps: int = 1  # default sampling steps written to the manifest
     allowed_steps: tuple[int, ...] = (1, 2, 3, 4)
+    guidance: float = 0.0  # the manifest's guidance (the engine's CFG or embedded-guidance input)
+    components: Mapping[str, str] = field(default_factory=dict)  # more manifest components (e.g. base, vae_lite)
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,10 @@ def _validate(cfg: JobConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if cfg.teacher.dtype != "float32" and cfg.mixed_precision == "no":
+        raise ConfigError(
+            f"teacher.dtype: {cfg.teacher.dtype} frozen weights need mixed_precision = 'bf16' or 'fp16' (autocast)"
+        )
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay: must be in [0, 1), got {cfg.ema_decay}")
     min_batch = METHODS[cfg.method.name].min_batch

@@ -86,10 +86,13 @@ def export_student(
     dtype: str = "float32",
     steps: int = 1,
     allowed_steps: Sequence[int] = (1, 2, 3, 4),
+    guidance: float = 0.0,
     source: str = "",
     licence: str = "",
+    components: Mapping[str, str] | None = None,
 ) -> ExportResult:
-    """Write models_dir/<name>/ (replacing an older export atomically) and models_dir/<name>.toml."""
+    """Write models_dir/<name>/ (replacing an older export atomically) and models_dir/<name>.toml; `components`
+    adds manifest entries the student shares with its base model (hub ids or folders: text encoder, decoder)."""
     if not NAME.fullmatch(name):
         raise ExportError(f"export name {name!r}: use letters, digits, '.', '_' and '-'")
     if dtype not in DTYPES:
@@ -98,7 +101,7 @@ def export_student(
     weights = models_dir / name
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=models_dir))
     try:
-        components = teacher.export(student.to(DTYPES[dtype]), tmp)
+        written = teacher.export(student.to(DTYPES[dtype]), tmp)
         if weights.exists():
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=models_dir))
             os.replace(weights, old / name)
@@ -115,7 +118,7 @@ def export_student(
         "steps": steps,
         "allowed_steps": list(allowed_steps),
         "dtype": dtype,
-        "guidance": 0.0,
+        "guidance": guidance,
         "source": source,
         "licence": licence or "inherits the teacher's licence",
         "notes": "A distilled TrigFlow consistency student (1-4 steps, no CFG: the guidance is distilled in).",
@@ -123,7 +126,8 @@ def export_student(
     if teacher.resolution:
         manifest["resolution"] = teacher.resolution
     manifest["components"] = {
-        role: f"./{name}" if sub in ("", ".") else f"./{name}/{sub}" for role, sub in components.items()
+        **(components or {}),
+        **{role: f"./{name}" if sub in ("", ".") else f"./{name}/{sub}" for role, sub in written.items()},
     }
     path = models_dir / f"{name}.toml"
     tmp_manifest = models_dir / f".{name}.toml.tmp"

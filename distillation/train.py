@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from distillation.config import ConfigError, load_config
 from distillation.trainer import EXIT_BAD_INPUT, PROGRESS_MODES, Trainer, write_status
 
@@ -38,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_status(Path(args.out), "failed", step=0, reason=str(error))
         return EXIT_BAD_INPUT
     out = Path(args.out) if args.out else Path("runs") / config.name
-    return Trainer(config, out, resume=args.resume, progress=args.progress).run()
+    # Without CUDA every process runs on the CPU, so processes started by `accelerate launch --multi_gpu`
+    # (torchrun) on a CPU machine form a gloo group instead of N independent jobs.
+    cpu = not torch.cuda.is_available()
+    return Trainer(config, out, resume=args.resume, progress=args.progress, cpu=cpu).run()
 
 
 if __name__ == "__main__":

@@ -294,10 +294,18 @@ class Trainer:
     """Runs one job into `out`. `resume`: None, "latest" or a checkpoint folder. `run()` returns the exit code:
     0 done, 1 failed while training, 2 bad input (nothing trained), 143 stopped by SIGTERM/SIGINT (checkpointed)."""
 
-    def __init__(self, config: JobConfig, out: Path | str, *, resume: str | None = None, progress: str = "auto"):
+    def __init__(
+        self,
+        config: JobConfig,
+        out: Path | str,
+        *,
+        resume: str | None = None,
+        progress: str = "auto",
+        cpu: bool = False,
+    ):
         if progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}")
-        self.cfg, self.out, self.resume_from = config, Path(out), resume
+        self.cfg, self.out, self.resume_from, self.cpu = config, Path(out), resume, cpu
         self.progress = progress if progress != "auto" else ("bar" if sys.stdout.isatty() else "json")
         self.step = self.position = self.skipped = 0
         self.bar: tqdm | None = None
@@ -338,9 +346,12 @@ class Trainer:
     def setup(self) -> None:
         """Everything before the first step; raises ConfigError / TeacherError / CheckpointError on bad input."""
         cfg = self.cfg
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=self.cpu)
         self.device = self.accelerator.device
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.world:  # N copies of one job writing one folder: refuse rather than race
+            raise ConfigError(f"launched as {launched} processes but accelerate formed a group of {self.world}")
         resume = None
         if self.resume_from is not None:
             resume = load_checkpoint(resolve(self.out / "checkpoints", self.resume_from))
@@ -645,6 +656,8 @@ class Trainer:
             dtype=ec.dtype,
             steps=ec.steps,
             allowed_steps=ec.allowed_steps,
+            guidance=ec.guidance,
+            components=ec.components,
             source=f"distilled by distillation.train ({self.cfg.method.name}, {self.step} steps) into {self.out}",
             licence=self.cfg.teacher.licence,
         )

@@ -60,6 +60,7 @@ def test_overrides_are_typed_and_dotted():
         ("--mixed_precision=fp8", "mixed_precision: expected one of"),
         ("--batch_size=1", "batch_size: scm_ladd needs at least 2 samples per process, got 1"),
         ("--teacher.random=", "teacher.path: give a weights folder"),
+        ("--teacher.dtype=bfloat16", "teacher.dtype: bfloat16 frozen weights need mixed_precision"),
         ("--max_steps", "write it as --key=value"),
     ],
 )

@@ -98,25 +98,19 @@ def test_gpu_benchmark_runs_on_a_cpu_at_tiny_size(capsys):
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("launcher, processes", [("--cpu", 1), ("--multi_gpu", 2)])
+def test_accelerate_launch(tmp_path, launcher, processes):
+    """`accelerate launch --cpu` (accelerate 1.15: one process unless under mpirun) and `--multi_gpu` (torchrun; on a
+    machine without CUDA the processes form a gloo group on the CPU) both run the job; only the main one prints."""
     out = tmp_path / "run"
-    command = [
-        "accelerate",
-        "launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-    ]
-    command += ["--dynamo_backend", "no", "-m", "distillation.train", str(PRESET), "--max_steps=2", "--out", str(out)]
+    command = ["accelerate", "launch", launcher, "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distillation.train", str(PRESET)]
+    command += ["--max_steps=2", "--out", str(out)]
     env = {**ENV, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     events = events_of(done.stdout)
-    assert events[0]["processes"] == 2 and events[-1] == {"event": "done", "step": 2}
-    assert sum(e["event"] == "progress" for e in events) == 2  # one process prints
+    assert events[0]["processes"] == processes and events[-1] == {"event": "done", "step": 2}
+    assert sum(e["event"] == "progress" for e in events) == 2 and sum(e["event"] == "done" for e in events) == 1
     state = json.loads((out / "checkpoints" / "step_00000002" / "state.json").read_text())
-    assert state["processes"] == 2 and state["position"] == 2 * 2 * 2  # 2 steps x batch 2 x 2 processes
+    assert state["processes"] == processes and state["position"] == 2 * 2 * processes  # steps x batch x processes
