@@ -10,6 +10,7 @@ checkpoints/, export/.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
@@ -21,7 +22,7 @@ import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,29 +87,46 @@ class AdapterView(nn.Module):
 
 @dataclass
 class Role:
-    """A built role: the module the method calls and the parameters its optimizer updates (names as in `state`)."""
+    """A built role: the module the method calls, the parameters its optimizer updates and, for a frozen role that
+    tracks another as an EMA (RoleSpec.ema_of, LCM's target network), its own averaged parameters with the
+    tracked ones (`averaged[name]` follows `source[name]`). Names are those of `state`."""
 
     module: nn.Module
     params: dict[str, nn.Parameter]
     lora: bool = False
+    averaged: dict[str, nn.Parameter] = field(default_factory=dict)
+    source: dict[str, nn.Parameter] = field(default_factory=dict)
+    ema_decay: float = 0.0
 
     def state(self) -> dict[str, Tensor]:
-        """Tensors a checkpoint holds: the adapter (LoRA), the whole module (trainable), nothing (frozen)."""
+        """Tensors a checkpoint holds: the adapter (LoRA), the whole module (trained or averaged), nothing (frozen)."""
+        own = self.params or self.averaged
         if self.lora:
-            return {name: p.detach() for name, p in self.params.items()}
-        return self.module.state_dict() if self.params else {}
+            return {name: p.detach() for name, p in own.items()}
+        return self.module.state_dict() if own else {}
 
     def load(self, tensors: Mapping[str, Tensor]) -> None:
         """Inverse of `state`."""
+        own = self.params or self.averaged
         if self.lora:
-            missing = set(self.params) ^ set(tensors)
+            missing = set(own) ^ set(tensors)
             if missing:
                 raise CheckpointError(f"LoRA tensors do not match the checkpoint: {sorted(missing)[:3]}")
             with torch.no_grad():
-                for name, p in self.params.items():
+                for name, p in own.items():
                     p.copy_(tensors[name])
-        elif self.params:
+        elif own:
             self.module.load_state_dict(tensors)
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """averaged <- decay averaged + (1 - decay) source."""
+        for name, p in self.averaged.items():
+            p.lerp_(self.source[name].detach().to(p.dtype), 1 - self.ema_decay)
+
+
+def _adapter_params(base: nn.Module, adapter: str) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in base.named_parameters() if f".{adapter}." in n and "lora_" in n}
 
 
 def build_roles(
@@ -122,14 +140,19 @@ def build_roles(
 ) -> dict[str, Role]:
     """Every role of `method`: frozen init="teacher" roles share the teacher; trainable ones copy it (float32) or,
     with lora_rank > 0, are LoRA adapters on the teacher's base (the teacher then runs with adapters disabled);
-    init="new" roles are built by the method. Frozen parameters get requires_grad False."""
+    init="new" roles are built by the method; a frozen role with `ema_of` starts as a copy of the role it tracks
+    (its own LoRA adapter when that role is one). Frozen parameters get requires_grad False."""
     specs = method.roles()
+    # RoleSpec.ema_of is being added to the Method contract (methods/base.py); a spec without it tracks nothing
+    ema_of = {n: getattr(s, "ema_of", None) for n, s in specs.items()}
     teacher_module: nn.Module = teacher
     adapters: dict[str, str] = {}
     if lora_rank > 0:
         from peft import LoraConfig, inject_adapter_in_model
 
-        adapters = {n: s.adapter or n for n, s in specs.items() if s.trainable and s.init == "teacher"}
+        adapted = {n for n, s in specs.items() if s.trainable and s.init == "teacher"}
+        adapted |= {n for n, tracked in ema_of.items() if tracked in adapted}
+        adapters = {n: specs[n].adapter or n for n in specs if n in adapted}
         for adapter in adapters.values():
             config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or lora_rank, target_modules=list(lora_targets))
             with warnings.catch_warnings():
@@ -142,19 +165,37 @@ def build_roles(
         teacher_module = AdapterView(teacher, None)
     roles = {}
     for name, spec in specs.items():
+        if ema_of[name]:
+            continue
         if spec.init == "new":
             module = spec.build().to(device).train().requires_grad_(spec.trainable)
             roles[name] = Role(module, dict(module.named_parameters()) if spec.trainable else {})
         elif not spec.trainable:
             roles[name] = Role(teacher_module, {})
         elif name in adapters:
-            params = {n: p for n, p in teacher.named_parameters() if f".{adapters[name]}." in n and "lora_" in n}
+            params = _adapter_params(teacher, adapters[name])
             for p in params.values():
                 p.requires_grad_(True)
             roles[name] = Role(AdapterView(teacher, adapters[name]), params, lora=True)
         else:
             module = trainable_copy(teacher)
             roles[name] = Role(module, dict(module.named_parameters()))
+    for name, tracked_name in ema_of.items():
+        if not tracked_name:
+            continue
+        tracked = roles[tracked_name]
+        if name in adapters:
+            averaged = _adapter_params(teacher, adapters[name])
+            rename = (f".{adapters[name]}.", f".{adapters[tracked_name]}.")
+            source = {n: tracked.params[n.replace(*rename)] for n in averaged}
+            module: nn.Module = AdapterView(teacher, adapters[name])
+        else:
+            module = copy.deepcopy(tracked.module).requires_grad_(False)
+            averaged, source = dict(module.named_parameters()), dict(tracked.module.named_parameters())
+        with torch.no_grad():
+            for n, p in averaged.items():
+                p.copy_(source[n])
+        roles[name] = Role(module, {}, name in adapters, averaged, source, specs[name].ema_decay)
     return roles
 
 
@@ -561,6 +602,8 @@ class Trainer:
                 with torch.no_grad():
                     for name, p in self.roles["student"].params.items():
                         self.ema[name].lerp_(p.detach().float(), 1 - self.cfg.ema_decay)
+        for role in self.roles.values():
+            role.update_average()
         self.position += self.cfg.batch_size * self.world
         self.step += 1
         return logs
@@ -584,7 +627,7 @@ class Trainer:
                 step=self.step,
                 position=self.position,
                 skipped=self.skipped,
-                roles={name: role.state() for name, role in self.roles.items() if role.params},
+                roles={name: role.state() for name, role in self.roles.items() if role.params or role.averaged},
                 ema=self.ema,
                 optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
                 scaler=self.scaler.state_dict() if self.scaler is not None else None,

@@ -12,7 +12,7 @@ import torch
 from accelerate.state import AcceleratorState
 
 from distillation.config import ConfigError, load_config
-from distillation.methods.base import teacher_F
+from distillation.methods.base import RoleSpec, teacher_F
 from distillation.teachers import VPAsTrigFlow, build_teacher
 from distillation.trainer import BatchSampler, Trainer, make_batch
 
@@ -199,3 +199,24 @@ def test_unet_teacher_reads_v_prediction_as_trigflow():
         torch.testing.assert_close(model(x, t, cond), expected)
     steps = model.timestep(torch.tensor([1e-3, 0.8, math.pi / 2], dtype=torch.float64))
     assert steps[0] < 1 and 0 < steps[1] < 999 and steps[2] == pytest.approx(999)
+
+
+@pytest.mark.skipif(not hasattr(RoleSpec(trainable=False), "ema_of"), reason="RoleSpec.ema_of is not in this build")
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_an_ema_role_tracks_its_role_after_every_step(tmp_path, lora_rank):
+    """LCM's target network (RoleSpec ema_of="student"): a frozen copy that follows the student as an EMA."""
+    preset = (PRESETS / "tiny_dmd2.toml").read_text().replace('name = "dmd2"', 'name = "lcm"')
+    (tmp_path / "lcm.toml").write_text(preset.replace("fake_updates = 2", "").replace("fake = 1e-3", ""))
+    trainer = Trainer(load_config(tmp_path / "lcm.toml", [*QUIET, f"--student.lora_rank={lora_rank}"]), tmp_path)
+    trainer.setup()
+    target, student = trainer.roles["target"], trainer.roles["student"]
+    assert not target.params and target.averaged and not any(p.requires_grad for p in target.averaged.values())
+    assert all(torch.equal(p, target.source[n]) for n, p in target.averaged.items())  # starts as the student
+    before = {n: p.detach().clone() for n, p in target.averaged.items()}
+    trainer.train_step()
+    moved = 0
+    for name, p in target.averaged.items():
+        assert torch.equal(p, before[name].lerp(target.source[name], 1 - target.ema_decay))
+        moved += not torch.equal(p, before[name])
+    assert moved and {id(p) for p in target.source.values()} <= {id(p) for p in student.params.values()}
+    assert set(trainer.roles) == {"student", "teacher", "target"} and target.ema_decay == 0.95
