@@ -354,7 +354,7 @@ def encode_text(
         add_special_tokens=True,
         return_tensors="pt",
     )
-    n_all = len(tokenizer.encode(prefix + text))
+    n_all = len(tokenizer(prefix + text, verbose=False).input_ids)  # untruncated, to tell the user
     device = next(encoder.parameters()).device
     mask = inputs.attention_mask.to(device)
     hidden = encoder(inputs.input_ids.to(device), attention_mask=mask)[0]
@@ -743,11 +743,12 @@ def snap_resolution(h: int, w: int, native: int, factor: int) -> tuple[int, int]
 
 
 def _place(module: nn.Module | None, device: torch.device | str, dtype: torch.dtype) -> None:
+    """Cast (where it is, before a move shrinks the copy), move, freeze, eval mode."""
     if module is None:
         return
-    module.to(device=device)
     if module.dtype != dtype:
         module.to(dtype=dtype)
+    module.to(device=device)
     module.eval().requires_grad_(False)
 
 
@@ -1042,7 +1043,7 @@ class SanaSprintEngine:
         return ((image / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
 
     @torch.inference_mode()
-    def sample_latents(
+    def _sample(
         self,
         prompt: PromptCond,
         control: ControlCond | None,
@@ -1053,8 +1054,7 @@ class SanaSprintEngine:
         resolution: tuple[int, int],
         timesteps: Sequence[float] | None = None,
     ) -> Tensor:
-        """x_hat0 / sigma_d (1, c, hl, wl): the latents the decoder gets. timesteps: N custom TrigFlow times in
-        (0, T_MAX], decreasing, instead of the default schedule for `steps` = N."""
+        """x_hat0 / sigma_d (1, c, hl, wl); with CUDA graphs this is the graph's buffer, valid until the next call."""
         if timesteps is not None:
             steps = len(timesteps)
             if not all(0 < t <= T_MAX for t in timesteps) or list(timesteps) != sorted(timesteps, reverse=True):
@@ -1080,6 +1080,23 @@ class SanaSprintEngine:
         )
 
     @torch.inference_mode()
+    def sample_latents(
+        self,
+        prompt: PromptCond,
+        control: ControlCond | None,
+        *,
+        seed: int,
+        steps: int,
+        strength: float = 1.0,
+        resolution: tuple[int, int],
+        timesteps: Sequence[float] | None = None,
+    ) -> Tensor:
+        """x_hat0 / sigma_d (1, c, hl, wl): the latents the decoder gets. timesteps: N custom TrigFlow times in
+        (0, T_MAX], decreasing, instead of the default schedule for `steps` = N."""
+        kwargs = dict(seed=seed, steps=steps, strength=strength, resolution=resolution, timesteps=timesteps)
+        return self._sample(prompt, control, **kwargs).clone()
+
+    @torch.inference_mode()
     def generate(
         self,
         prompt: PromptCond,
@@ -1096,7 +1113,7 @@ class SanaSprintEngine:
         (h, w), notice = self.snap(resolution)
         clock = accelerate.StageClock(str(self.device))
         # 1-2. conditioning (cached prompt, control latent, per-seed noise) and SCM denoising
-        latents = self.sample_latents(
+        latents = self._sample(
             prompt, control, seed=seed, steps=steps, strength=strength, resolution=(h, w), timesteps=timesteps
         )
         clock.mark("denoise")

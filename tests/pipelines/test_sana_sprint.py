@@ -470,3 +470,59 @@ def test_sana_sprint_controlnet_save_load_round_trip(parts, tmp_path):
     assert loaded.config.wiring == "nvlabs" and loaded.config.qk_norm == "rms_norm_across_heads"
     expected = parts["controlnet"].state_dict()
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in expected.items())
+
+
+def test_sana_bench_latency_tiny_cpu_json(capsys):
+    """bench.latency's Sana backend on the tiny model (in process; --eager: CPU compilation takes minutes)."""
+    import json
+
+    from bench import latency
+
+    argv = ["--backend", "sana-sprint-1.6b", "--config", "tiny", "--device", "cpu", "--iters", "2", "--warmup", "1"]
+    assert latency.main([*argv, "--eager", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["backend"] == "sana-sprint-1.6b" and report["decoder"] == "dc-ae" and report["optimized"] is False
+    assert report["resolution"] == 128 and report["image_size"] == [128, 128] and report["dtype"] == "float32"
+    assert set(report["stages_p50_ms"]) == {"prompt", "control", "denoise", "decode"}
+    assert report["stages_p50_ms"]["control"] > 0 and report["stages_p50_ms"]["denoise"] > 0
+    assert set(report["params_m"]) == {"transformer", "controlnet", "vae", "text_encoder"}
+    assert latency.parse_args(argv).compare  # Sana runs eager and optimized unless told otherwise
+
+
+@pytest.mark.gpu
+def test_sana_cuda_graph_path_matches_eager_without_allocations_or_host_syncs(monkeypatch):
+    """The real-time path (channels_last + compiled DC-AE + CUDA graphs) gives the eager frame, and a steady-state
+    frame allocates no device memory and never syncs with the host before its final copy."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    size = (128, 128)
+
+    def make():  # two identical seeded sets: optimize() rewrites the DC-AE's methods in place
+        parts = build_random_components("tiny", seed=0, device="cuda")
+        return SanaSprintEngine.from_components(
+            parts, name="tiny", device="cuda", dtype=torch.float32, native_resolution=128
+        )
+
+    eager, fast = make(), make()
+    fast.optimize()
+    fast.warmup(size[0])
+    assert {key[0] for key in fast._graphs} == {"encode", "denoise", "decode"}
+    prompts = eager.encode_prompt(PROMPT), fast.encode_prompt(PROMPT)
+    controls = eager.encode_control(sketch(0, size), size), fast.encode_control(sketch(0, size), size)
+    torch.testing.assert_close(controls[1].tensors["latent"], controls[0].tensors["latent"], atol=1e-4, rtol=1e-4)
+    for steps in (1, 2, 4):
+        frames = [
+            engine.generate(prompt, control, seed=3, steps=steps, strength=0.8, resolution=size)
+            for engine, prompt, control in zip((eager, fast), prompts, controls, strict=True)
+        ]
+        pixels = [np.asarray(frame.image).astype(int) for frame in frames]
+        assert np.abs(pixels[0] - pixels[1]).max() <= 2
+
+    fast.generate(prompts[1], controls[1], seed=3, steps=1, strength=0.8, resolution=size)
+    allocations = torch.cuda.memory_stats()["allocation.all.allocated"]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        latents = fast._sample(prompts[1], controls[1], seed=3, steps=1, strength=0.8, resolution=size)
+        fast._run(("decode", fast.decoder, 16, 16), fast._decode_fn, latents)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.cuda.memory_stats()["allocation.all.allocated"] == allocations
