@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
@@ -15,6 +16,7 @@ from distillation.config import ConfigError, load_config
 from distillation.methods.base import RoleSpec, teacher_F
 from distillation.teachers import VPAsTrigFlow, build_teacher
 from distillation.trainer import BatchSampler, Trainer, make_batch
+from pipelines.parameterization import SIGMA_D
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ROOT / "distillation" / "presets"
@@ -220,3 +222,24 @@ def test_an_ema_role_tracks_its_role_after_every_step(tmp_path, lora_rank):
         moved += not torch.equal(p, before[name])
     assert moved and {id(p) for p in target.source.values()} <= {id(p) for p in student.params.values()}
     assert set(trainer.roles) == {"student", "teacher", "target"} and target.ema_decay == 0.95
+
+
+def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path):
+    """data.kind = "sketch_pairs" (distillation.data.SketchPairs): x0 = sigma_d * image, cond sketch + text."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "pairs"
+    root.mkdir()
+    sketch = np.where(rng.random((6, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
+    image = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(6) % 2)
+    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    overrides = ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", "--method.name=scm", "--optim.role_lr={}"]
+    overrides += ["--data.kind=sketch_pairs", f"--data.path={root}", "--data.guidance=[2.0]"]
+    trainer = set_up(tmp_path / "run", "tiny_scm_ladd.toml", *overrides)
+    item = trainer.dataset[1]
+    torch.testing.assert_close(item["x0"], SIGMA_D * (torch.from_numpy(image[1]).permute(2, 0, 1) / 127.5 - 1))
+    assert item["sketch"].shape == (1, 16, 16) and item["text"].shape == (384,)
+    logs = trainer.train_step()
+    assert all(math.isfinite(v) for v in logs.values()) and "student/skipped" not in logs
+    with pytest.raises(ConfigError, match="data.kind 'sketch_pairs' gives images"):
+        set_up(tmp_path / "sana", "tiny_scm_ladd.toml", "--data.kind=sketch_pairs", f"--data.path={root}")
