@@ -2,10 +2,12 @@
 
     python -m distillation.train distillation/presets/tiny_scm_ladd.toml --max_steps=20 --optim.lr=1e-3
     python -m distillation.train distillation/presets/tiny_scm_ladd.toml --resume latest --out runs/tiny-scm-ladd
-    accelerate launch --cpu --num_processes 2 -m distillation.train distillation/presets/tiny_scm_ladd.toml
+    accelerate launch --multi_gpu --num_processes 2 -m distillation.train distillation/presets/tiny_scm_ladd.toml
 
-Overrides are `--key=value` with dotted keys for sections (`--method.tangent_warmup=100`). Progress: a bar on a
-terminal, JSON lines on stdout otherwise (--progress). Exit codes: 0 done, 1 failed, 2 bad input, 143 stopped.
+Under `accelerate launch` each process trains its slice of every batch (on a machine without CUDA, on the CPU;
+accelerate's `--cpu` launcher starts one process unless it runs under mpirun). Overrides are `--key=value` with
+dotted keys for sections (`--method.tangent_warmup=100`). Progress: a bar on a terminal, JSON lines on stdout
+otherwise (--progress). Exit codes: 0 done, 1 failed, 2 bad input, 143 stopped.
 """
 
 from __future__ import annotations

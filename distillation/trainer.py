@@ -720,11 +720,8 @@ class Trainer:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
         if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.endswith("loss")}, refresh=False)
             self.bar.update(self.step - self.bar.n)
-            shown = {
-                k.split("/")[0] + "/" + k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items() if k.endswith("loss")
-            }
-            self.bar.set_postfix(shown, refresh=False)
 
     def stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.stop_signal is not None else 0.0], device=self.device)
