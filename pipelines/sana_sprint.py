@@ -297,7 +297,9 @@ def sample_scm(
     return x0
 
 
-def cfg_flow(flow: SanaFlow, cond: dict[str, Tensor], uncond_text: Tensor, uncond_bias: Tensor, guidance: float):
+def cfg_flow(
+    flow: SanaFlow, cond: dict[str, Tensor], uncond_text: Tensor, uncond_bias: Tensor, guidance: float
+) -> Callable[[Tensor, Tensor], Tensor]:
     """v = v_u + w (v_c - v_u) from one batch of two (classifier-free guidance, as SanaControlNetPipeline)."""
     pair = {
         **cond,
@@ -367,29 +369,33 @@ def encode_text(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# heads of 32 channels, layers, cross-attention heads x width, caption channels (Gemma), latent channels and size
+_DIMS = {
+    "tiny": (2, 3, 2, 32, 32, 4, 16),
+    "0.6b": (36, 28, 16, 72, 2304, 32, 32),  # SanaSprint_600M_P1_D28
+    "1.6b": (70, 20, 20, 112, 2304, 32, 32),  # SanaSprint_1600M_P1_D20
+}
+
+
 def transformer_config(size: str, *, sprint: bool = True) -> dict[str, Any]:
     """SanaTransformer2DModel kwargs: the published 0.6B / 1.6B (notes sec. 1.1) or "tiny" (tests, CPU bench).
     sprint=False gives the SANA 1.0 base of the HED ControlNets (no QK-norm, no guidance embedding)."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    if size == "tiny":
-        dims = dict(in_channels=4, out_channels=4, num_attention_heads=2, num_layers=3, num_cross_attention_heads=2)
-        dims.update(cross_attention_head_dim=32, cross_attention_dim=64, caption_channels=32, sample_size=16)
-    elif size == "0.6b":
-        dims = dict(
-            in_channels=32, out_channels=32, num_attention_heads=36, num_layers=28, num_cross_attention_heads=16
-        )
-        dims.update(cross_attention_head_dim=72, cross_attention_dim=1152, caption_channels=2304, sample_size=32)
-    else:
-        dims = dict(
-            in_channels=32, out_channels=32, num_attention_heads=70, num_layers=20, num_cross_attention_heads=20
-        )
-        dims.update(cross_attention_head_dim=112, cross_attention_dim=2240, caption_channels=2304, sample_size=32)
+    heads, layers, cross_heads, cross_dim, caption, latent, sample = _DIMS[size]
     config = dict(
-        **dims,
+        in_channels=latent,
+        out_channels=latent,
+        num_attention_heads=heads,
         attention_head_dim=32,
+        num_layers=layers,
+        num_cross_attention_heads=cross_heads,
+        cross_attention_head_dim=cross_dim,
+        cross_attention_dim=heads * 32,
+        caption_channels=caption,
         mlp_ratio=2.5,
         attention_bias=False,
+        sample_size=sample,
         patch_size=1,
         norm_elementwise_affine=False,
         norm_eps=1e-6,

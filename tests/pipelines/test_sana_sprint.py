@@ -11,6 +11,7 @@ from diffusers import (
     SanaControlNetModel,
     SanaControlNetPipeline,
     SanaSprintPipeline,
+    SanaTransformer2DModel,
     SCMScheduler,
 )
 from PIL import Image
@@ -19,7 +20,7 @@ from pipelines import sana_convert
 from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
-from pipelines.registry import MODELS_DIR, ModelError, Registry
+from pipelines.registry import MODELS_DIR, ModelError, ModelSpec, Registry
 from pipelines.sana_sprint import (
     CHI,
     SanaFlow,
@@ -30,11 +31,13 @@ from pipelines.sana_sprint import (
     controlnet_config,
     controlnet_from_diffusers,
     gpu_memory_need_gib,
+    load_controlnet,
     load_nvlabs,
     nvlabs_state,
     sample_scm,
     save_random_model,
     sprint_timesteps,
+    transformer_config,
 )
 from pipelines.schedules import sample_trigflow
 
@@ -359,6 +362,20 @@ def test_sana_nvlabs_checkpoint_converts_with_no_missing_or_unexpected_keys(part
         load_nvlabs(path, torch.float32)
 
 
+def test_sana_community_diffusers_controlnet_folder_loads_with_nvlabs_wiring(parts, tmp_path):
+    """A diffusers SanaControlNetModel folder (the community HED conversions) loads as a SprintControlNet with the same
+    weights, NVlabs wiring unless asked otherwise (the weights were trained with it)."""
+    config = {k: v for k, v in controlnet_config("tiny", sprint=False).items() if k != "wiring"}
+    SanaControlNetModel(**config, interpolation_scale=None).save_pretrained(tmp_path / "hed")
+    branch = load_controlnet(str(tmp_path / "hed"), torch.float32)
+    reference = SanaControlNetModel.from_pretrained(tmp_path / "hed")
+    assert isinstance(branch, SprintControlNet) and branch.config.wiring == "nvlabs" and not branch.config.dense_time
+    assert all(torch.equal(v, branch.state_dict()[k]) for k, v in reference.state_dict().items())
+    assert load_controlnet(str(tmp_path / "hed"), torch.float32, wiring="diffusers").config.wiring == "diffusers"
+    with pytest.raises(ModelError, match="nothing at"):
+        load_controlnet(str(tmp_path / "absent"), torch.float32)
+
+
 # --- manifests, registry, host ----------------------------------------------------------------------------------
 
 
@@ -406,7 +423,7 @@ def test_sana_custom_timesteps(engine):
         engine.sample_latents(prompt, None, seed=2, steps=2, resolution=SIZE, timesteps=[0.5, 1.0])
 
 
-def test_sana_bad_input_gpu_memory_prompt_length_and_resolution(registry):
+def test_sana_bad_input_gpu_memory_prompt_length_and_resolution(registry, tmp_path, monkeypatch):
     """A 1.6B model is refused before loading when the GPU's free memory is below the measured need; a long prompt
     is truncated and the host says so; a resolution outside the bins is snapped with a notice."""
     need = gpu_memory_need_gib("1.6b", 1024)
@@ -415,6 +432,14 @@ def test_sana_bad_input_gpu_memory_prompt_length_and_resolution(registry):
         check_gpu_memory("SANA-Sprint 1.6B", need, 6 * 2**30)
     check_gpu_memory("SANA-Sprint 1.6B", need, 24 * 2**30)
     assert gpu_memory_need_gib("tiny", 1024) == 0.0
+    # the engine asks before loading: only the transformer's config.json exists here, no weights at all
+    with torch.device("meta"):
+        SanaTransformer2DModel(**transformer_config("1.6b")).save_config(tmp_path / "transformer")
+    base = {"base": str(tmp_path)}
+    spec = ModelSpec(name="big", title="SANA-Sprint 1.6B", backend="sana", components=base, resolution=1024)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (6 * 2**30, 80 * 2**30))
+    with pytest.raises(ModelError, match=f"SANA-Sprint 1.6B needs about {need:.1f} GiB"):
+        SanaSprintEngine.load(spec, "cuda", "bfloat16")
 
     host = LiveHost(registry, "cpu")
     try:
