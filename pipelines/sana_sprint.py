@@ -579,9 +579,9 @@ def _from_pretrained(role: str, path: str, cls: Any, *, subfolder: str = "", dty
     return _guard(role, where, cls.__name__, lambda: cls.from_pretrained(path, **kwargs))
 
 
-def _class_name(folder: Path) -> str:
-    config = folder / "config.json"
-    return json.loads(config.read_text()).get("_class_name", "") if config.is_file() else ""
+def _config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_nvlabs(path: str | Path, dtype: torch.dtype, *, wiring: str = "nvlabs") -> tuple[Any, SprintControlNet]:
@@ -625,14 +625,16 @@ def load_nvlabs(path: str | Path, dtype: torch.dtype, *, wiring: str = "nvlabs")
 
 
 def load_controlnet(path: str, dtype: torch.dtype, *, wiring: str | None = None) -> SprintControlNet:
-    """A control branch from a SprintControlNet folder, a diffusers SanaControlNetModel folder (community HED
-    conversions; NVlabs wiring by default since the weights were trained that way) or an NVlabs .pth."""
+    """A control branch from a SprintControlNet folder, a diffusers SanaControlNetModel folder or an NVlabs .pth.
+    A SanaControlNetModel folder gets NVlabs wiring (the community HED conversions were trained that way) unless its
+    config.json says "wiring": "diffusers" (a branch trained through controlnet_block_samples) or `wiring` is given."""
     folder = _local_folder("controlnet", path)
     if folder.is_file():
         return _guard(
             "controlnet", path, "an NVlabs checkpoint", lambda: load_nvlabs(folder, dtype, wiring=wiring or "nvlabs")
         )[1]
-    kind = _class_name(folder)
+    config = _config(folder)
+    kind = config.get("_class_name", "")
     if kind == SprintControlNet.__name__:
         branch = _from_pretrained("controlnet", str(folder), SprintControlNet, dtype=dtype)
         if wiring is not None:
@@ -640,7 +642,7 @@ def load_controlnet(path: str, dtype: torch.dtype, *, wiring: str | None = None)
         return branch
     if kind == SanaControlNetModel.__name__:
         model = _from_pretrained("controlnet", str(folder), SanaControlNetModel, dtype=dtype)
-        return controlnet_from_diffusers(model, wiring=wiring or "nvlabs")
+        return controlnet_from_diffusers(model, wiring=wiring or config.get("wiring", "nvlabs"))
     checkpoint = sana_convert.find_checkpoint(folder)
     if checkpoint is None:
         raise ModelError(f"the controlnet component ({path}) has no diffusers config.json and no NVlabs .pth")
@@ -845,7 +847,8 @@ class SanaSprintEngine:
     @classmethod
     def load(cls, spec: ModelSpec, device: str, dtype: str, *, optimize: bool | None = None) -> SanaSprintEngine:
         """Check GPU memory against the measured need, then load the manifest's components (or seeded random ones for
-        `random_init`: tiny, or full = 0.6B). On CUDA the real-time path is switched on unless optimize=False."""
+        `random_init`: tiny, or full = 0.6B). On CUDA the real-time path is switched on (and warmed at half the native
+        resolution) unless optimize=False."""
         torch_dtype = accelerate.torch_dtype(dtype)
         if spec.random_init:
             size = "tiny" if spec.random_init == "tiny" else "0.6b"
@@ -880,6 +883,9 @@ class SanaSprintEngine:
         )
         if optimize if optimize is not None else str(device).startswith("cuda"):
             engine.optimize()
+            # the host warms the native bin; the half-scale square bin (the UI's 256-512 px) is compiled and
+            # captured here, so that no resolution the UI offers compiles on a stroke
+            engine.warmup(spec.resolution // 2)
         return engine
 
     # --- knobs ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """SANA-Sprint engine: parity with diffusers' SanaSprintPipeline and SanaControlNetPipeline on tiny seeded weights,
 ControlNet wirings against plain reference compositions, the NVlabs converter, manifests, and bad input."""
 
+import json
 import math
 
 import numpy as np
@@ -364,7 +365,7 @@ def test_sana_nvlabs_checkpoint_converts_with_no_missing_or_unexpected_keys(part
 
 def test_sana_community_diffusers_controlnet_folder_loads_with_nvlabs_wiring(parts, tmp_path):
     """A diffusers SanaControlNetModel folder (the community HED conversions) loads as a SprintControlNet with the same
-    weights, NVlabs wiring unless asked otherwise (the weights were trained with it)."""
+    weights, NVlabs wiring unless asked otherwise or its config.json names the diffusers wiring."""
     config = {k: v for k, v in controlnet_config("tiny", sprint=False).items() if k != "wiring"}
     SanaControlNetModel(**config, interpolation_scale=None).save_pretrained(tmp_path / "hed")
     branch = load_controlnet(str(tmp_path / "hed"), torch.float32)
@@ -372,6 +373,9 @@ def test_sana_community_diffusers_controlnet_folder_loads_with_nvlabs_wiring(par
     assert isinstance(branch, SprintControlNet) and branch.config.wiring == "nvlabs" and not branch.config.dense_time
     assert all(torch.equal(v, branch.state_dict()[k]) for k, v in reference.state_dict().items())
     assert load_controlnet(str(tmp_path / "hed"), torch.float32, wiring="diffusers").config.wiring == "diffusers"
+    config_file = tmp_path / "hed" / "config.json"  # a branch trained with diffusers' wiring says so in its config
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "wiring": "diffusers"}))
+    assert load_controlnet(str(tmp_path / "hed"), torch.float32).config.wiring == "diffusers"
     with pytest.raises(ModelError, match="nothing at"):
         load_controlnet(str(tmp_path / "absent"), torch.float32)
 
@@ -499,8 +503,6 @@ def test_sana_sprint_controlnet_save_load_round_trip(parts, tmp_path):
 
 def test_sana_bench_latency_tiny_cpu_json(capsys):
     """bench.latency's Sana backend on the tiny model (in process; --eager: CPU compilation takes minutes)."""
-    import json
-
     from bench import latency
 
     argv = ["--backend", "sana-sprint-1.6b", "--config", "tiny", "--device", "cpu", "--iters", "2", "--warmup", "1"]
