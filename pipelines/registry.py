@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "assets" / "models"
 BACKENDS = ("sd", "sdxl", "tiny", "sana")
 RANDOM_INITS = ("tiny", "full")
+T = TypeVar("T")
 
 
 class ModelError(Exception):
@@ -51,6 +54,18 @@ class ModelStatus:
     spec: ModelSpec
     state: str
     reason: str
+
+
+def guarded(role: str, where: str, what: str, make: Callable[[], T]) -> T:
+    """Run one component loader; any failure (missing file, offline hub, bad config) becomes a ModelError."""
+    try:
+        return make()
+    except ModelError:
+        raise
+    except Exception as error:  # hub, file and config errors all mean "this component cannot be loaded"
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise ModelError(f"cannot load the {role} component ({where}) as {what}: {first}") from error
 
 
 def is_local(value: str) -> bool:

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer, Gemma2Config, Gemma2Model, GemmaTokenize
 from pipelines import accelerate, sana_convert
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow, append_dims, trigflow_denoise
-from pipelines.registry import ModelError, ModelSpec, hub_offline, is_local
+from pipelines.registry import ModelError, ModelSpec, guarded, hub_offline, is_local
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_euler
 
 SIZES = ("tiny", "0.6b", "1.6b")
@@ -535,21 +535,6 @@ def save_random_model(size: str, folder: str | Path, seed: int = 0) -> dict[str,
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _guard(role: str, where: str, what: str, make: Callable[[], Any]) -> Any:
-    """Run one loader; any failure (missing file, offline hub, bad config) becomes a ModelError for the UI."""
-    try:
-        return make()
-    except ModelError:
-        raise
-    except Exception as error:  # hub, file and config errors all mean "this component cannot be loaded"
-        raise ModelError(f"cannot load the {role} component ({where}) as {what}: {_first_line(error)}") from error
-
-
 def _local_folder(role: str, path: str) -> Path:
     """A component's files on disk: the folder itself, or the hub snapshot (downloaded unless offline)."""
     if is_local(path):
@@ -564,7 +549,7 @@ def _local_folder(role: str, path: str) -> Path:
         patterns = ["*.json", "*.safetensors", "*.pth", "*.model"]
         return Path(snapshot_download(path, allow_patterns=patterns, local_files_only=hub_offline()))
 
-    return _guard(role, path, "a hub snapshot", fetch)
+    return guarded(role, path, "a hub snapshot", fetch)
 
 
 def _from_pretrained(role: str, path: str, cls: Any, *, subfolder: str = "", dtype: torch.dtype | None = None) -> Any:
@@ -576,7 +561,7 @@ def _from_pretrained(role: str, path: str, cls: Any, *, subfolder: str = "", dty
         kwargs["subfolder"] = subfolder
     if dtype is not None:
         kwargs["dtype" if cls in (Gemma2Model,) else "torch_dtype"] = dtype
-    return _guard(role, where, cls.__name__, lambda: cls.from_pretrained(path, **kwargs))
+    return guarded(role, where, cls.__name__, lambda: cls.from_pretrained(path, **kwargs))
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -630,7 +615,7 @@ def load_controlnet(path: str, dtype: torch.dtype, *, wiring: str | None = None)
     config.json says "wiring": "diffusers" (a branch trained through controlnet_block_samples) or `wiring` is given."""
     folder = _local_folder("controlnet", path)
     if folder.is_file():
-        return _guard(
+        return guarded(
             "controlnet", path, "an NVlabs checkpoint", lambda: load_nvlabs(folder, dtype, wiring=wiring or "nvlabs")
         )[1]
     config = _config(folder)
@@ -646,7 +631,7 @@ def load_controlnet(path: str, dtype: torch.dtype, *, wiring: str | None = None)
     checkpoint = sana_convert.find_checkpoint(folder)
     if checkpoint is None:
         raise ModelError(f"the controlnet component ({path}) has no diffusers config.json and no NVlabs .pth")
-    return _guard(
+    return guarded(
         "controlnet", path, "an NVlabs checkpoint", lambda: load_nvlabs(checkpoint, dtype, wiring=wiring or "nvlabs")
     )[1]
 
@@ -664,7 +649,7 @@ def load_teacher(path: str, dtype: torch.dtype) -> SanaFlow:
     checkpoint = folder if folder.is_file() else sana_convert.find_checkpoint(folder)
     if checkpoint is None:
         raise ModelError(f"the teacher component ({path}) has no transformer/ folder and no NVlabs .pth")
-    transformer, branch = _guard("teacher", path, "an NVlabs checkpoint", lambda: load_nvlabs(checkpoint, dtype))
+    transformer, branch = guarded("teacher", path, "an NVlabs checkpoint", lambda: load_nvlabs(checkpoint, dtype))
     return SanaFlow(transformer, branch, dense_time=False)
 
 
@@ -854,7 +839,7 @@ class SanaSprintEngine:
             size = "tiny" if spec.random_init == "tiny" else "0.6b"
         else:
             base = spec.component_path("base")
-            config = _guard(
+            config = guarded(
                 "base",
                 base,
                 "a transformer config",

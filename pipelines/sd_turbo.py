@@ -8,9 +8,8 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import diffusers
 import numpy as np
@@ -34,34 +33,18 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from pipelines import accelerate
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
-from pipelines.registry import ModelError, ModelSpec, hub_offline, is_local
+from pipelines.registry import ModelError, ModelSpec, guarded, hub_offline, is_local
 
 KINDS = ("sd", "sd15", "sdxl")  # SD 2.1 (SD-Turbo), SD 1.5 (LCM-LoRA), SDXL (SDXL-Turbo)
 SIZES = ("tiny", "full")
 DECODERS = ("vae", "taesd")
 TOKENIZER_MAX_LENGTH = 77
 
-T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Loading from the hub or from folders laid out like hub repos
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _fetch(role: str, where: str, what: str, make: Callable[[], T]) -> T:
-    """Run one loader; every failure (missing file, offline hub, bad config) becomes a ModelError for the UI."""
-    try:
-        return make()
-    except ModelError:
-        raise
-    except Exception as error:  # hub, file and config errors all mean "this component cannot be loaded"
-        raise ModelError(f"cannot load the {role} component ({where}) as {what}: {_first_line(error)}") from error
 
 
 def _load_part(role: str, path: str, cls: Any, *, subfolder: str = "", dtype: torch.dtype | None = None) -> Any:
@@ -86,7 +69,7 @@ def _load_part(role: str, path: str, cls: Any, *, subfolder: str = "", dtype: to
                 continue
         return cls.from_pretrained(path, **kwargs, **attempts[-1])
 
-    return _fetch(role, where, cls.__name__, make)
+    return guarded(role, where, cls.__name__, make)
 
 
 def _load_scheduler(path: str) -> SchedulerMixin:
@@ -99,7 +82,7 @@ def _load_scheduler(path: str) -> SchedulerMixin:
     where = f"{path}/scheduler"
     if is_local(path) and not Path(where).is_dir():
         raise ModelError(f"the base component is missing: no folder {where}")
-    return _fetch("base", where, "a diffusers scheduler", make)
+    return guarded("base", where, "a diffusers scheduler", make)
 
 
 def _loader_pipeline(components: dict[str, Any]) -> Any:
@@ -140,7 +123,7 @@ def fuse_lora(components: dict[str, Any], path: str) -> None:
         pipe.fuse_lora()
         pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
 
-    _fetch("lora", path, "a diffusers LoRA", make)
+    guarded("lora", path, "a diffusers LoRA", make)
 
 
 def load_components(spec: ModelSpec, dtype: torch.dtype) -> dict[str, Any]:
