@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-# b batch, c channels, n tokens
+# b batch, n tokens, c channels
 
 
 class LogVarHead(nn.Module):
@@ -29,25 +29,28 @@ class LogVarHead(nn.Module):
 
 
 class DiscHead(nn.Module):
-    """StyleGAN-T-style token head (SanaMSCMDiscriminator): SN conv k=1 -> residual SN conv k -> SN conv to 1 logit.
+    """StyleGAN-T-style token head (SanaMSCMDiscriminator): SN 1x1, residual SN conv over tokens, SN 1x1 to a logit.
 
-    Unconditional (c_dim = 0, text enters through the teacher's features). No local BatchNorm: it needs a
-    virtual batch of tokens the toy's one-token features do not have.
+    Unconditional (c_dim = 0, text enters through the teacher's features). The 1x1 convolutions are Linear layers on
+    (b, n, c) tokens. No local BatchNorm: it needs a virtual batch of tokens the toy's one-token features lack.
     """
 
     def __init__(self, channels: int, hidden: int = 64, kernel_size: int = 9):
         super().__init__()
-        self.proj = spectral_norm(nn.Conv1d(channels, hidden, 1))
-        pad = dict(padding=kernel_size // 2, padding_mode="circular") if kernel_size > 1 else {}
-        self.res = spectral_norm(nn.Conv1d(hidden, hidden, kernel_size, **pad))
-        self.out = spectral_norm(nn.Conv1d(hidden, 1, 1))
+        self.proj = spectral_norm(nn.Linear(channels, hidden))
+        pad = dict(padding=kernel_size // 2, padding_mode="circular")
+        self.res = spectral_norm(
+            nn.Conv1d(hidden, hidden, kernel_size, **pad) if kernel_size > 1 else nn.Linear(hidden, hidden)
+        )
+        self.out = spectral_norm(nn.Linear(hidden, 1))
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, features: Tensor) -> Tensor:
-        """(b, c, n) -> (b, n) logits."""
+        """(b, n, c) -> (b, n) logits."""
         h = self.act(self.proj(features))
-        h = (h + self.act(self.res(h))) / math.sqrt(2)
-        return self.out(h).squeeze(1)
+        r = self.res(h.transpose(1, 2)).transpose(1, 2) if isinstance(self.res, nn.Conv1d) else self.res(h)
+        h = (h + self.act(r)) / math.sqrt(2)
+        return self.out(h).squeeze(-1)
 
 
 class DiscHeads(nn.Module):
@@ -60,7 +63,7 @@ class DiscHeads(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         """Features (b, n, c) or (b, c) per layer -> (b, total tokens) logits."""
         tokens = [f[:, None] if f.dim() == 2 else f for f in features]
-        return torch.cat([head(f.transpose(1, 2)) for head, f in zip(self.heads, tokens, strict=True)], dim=1)
+        return torch.cat([head(f) for head, f in zip(self.heads, tokens, strict=True)], dim=1)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,11 +74,14 @@ class GMMFlow(nn.Module):
 
 
 class FlowMLP(nn.Module):
-    """v_theta(x_s, s): 3 x 256 SiLU MLP on x_s and Fourier features of the dense time s (c_noise(s) = s)."""
+    """v_theta(x_s, s): 3 x 256 SiLU MLP on x_s and low-frequency Fourier features of the dense time s.
 
-    def __init__(self, hidden: int = HIDDEN, num_frequencies: int = 16):
+    Frequencies stay <= 8 on s in [0, 1]: large ones inflate dF/dt and destabilise the sCM tangent (notes sec. 1).
+    """
+
+    def __init__(self, hidden: int = HIDDEN, num_frequencies: int = 16, max_frequency: float = 8.0):
         super().__init__()
-        self.register_buffer("frequencies", torch.logspace(0, math.log10(50.0), num_frequencies))
+        self.register_buffer("frequencies", torch.logspace(0, math.log10(max_frequency), num_frequencies))
         dims = [2 + 1 + 2 * num_frequencies, hidden, hidden, hidden]
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(i, o), nn.SiLU()) for i, o in zip(dims[:-1], dims[1:], strict=True)
@@ -170,9 +174,23 @@ def build_models(method: Method, teacher: nn.Module, teacher_net: nn.Module) -> 
         elif spec.init == "new":
             module = spec.build()
         else:
-            module = copy.deepcopy(teacher_net) if spec.trainable else teacher_net
+            module = copy.deepcopy(teacher_net) if spec.trainable or spec.ema_of else teacher_net
         models[name] = module.requires_grad_(spec.trainable)
     return models
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, source: nn.Module, decay: float) -> None:
+    """ema <- decay ema + (1 - decay) source, parameter by parameter."""
+    for p_ema, p in zip(ema.parameters(), source.parameters(), strict=True):
+        p_ema.lerp_(p, 1 - decay)
+
+
+def update_emas(method: Method, models: dict[str, nn.Module]) -> None:
+    """Move every `ema_of` role towards the role it tracks."""
+    for name, spec in method.roles().items():
+        if spec.ema_of is not None:
+            ema_update(models[name], models[spec.ema_of], spec.ema_decay)
 
 
 def make_optimizers(method: Method, models: dict[str, nn.Module], lrs: dict[str, float]) -> dict:
@@ -211,25 +229,27 @@ def train_step(method: Method, optimizers: dict, batch: dict, step: int, clip: f
 
 @dataclass(frozen=True)
 class ToySetting:
-    """Steps, batch, learning rates (per role, "default" for the rest) and method keyword arguments."""
+    """Steps, batch, peak learning rates (per role, "default" for the rest; cosine decay to 0), method kwargs."""
 
     steps: int
     batch: int = 256
     lrs: dict[str, float] = field(default_factory=lambda: {"default": 1e-4})
     kwargs: dict = field(default_factory=dict)
     student_steps: int = 1  # judged at this many sampling steps (LCM at 2, against the teacher at 8)
+    ema_decay: float = 0.99  # the student is judged through an EMA of its weights
 
 
-LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3, head_kernel_size=1)
+# The discriminator re-noises around sigma_d tan t = e^-2 (SANA-Sprint: e^-0.6): on the ring the fine structure
+# (mode std 0.05 in TrigFlow units) is gone by the images' "global structure" noise level.
+LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3, head_kernel_size=1, p_mean_d=-2.0)
+GAN_LRS = {"default": 1e-4, "heads": 1e-3}
 SETTINGS: dict[str, ToySetting] = {
     "scm": ToySetting(steps=3000, kwargs=dict(tangent_warmup=500)),
-    "ladd": ToySetting(steps=3000, lrs={"default": 1e-4, "heads": 1e-3}, kwargs=dict(LADD_KWARGS)),
-    "scm_ladd": ToySetting(
-        steps=3000, lrs={"default": 1e-4, "heads": 1e-3}, kwargs=dict(LADD_KWARGS, tangent_warmup=500)
-    ),
-    "dmd2": ToySetting(steps=3000, lrs={"default": 1e-4, "fake": 1e-3}),
-    "twinflow": ToySetting(steps=3000),
-    "lcm": ToySetting(steps=3000, student_steps=2),
+    "ladd": ToySetting(steps=3000, lrs=GAN_LRS, kwargs=dict(LADD_KWARGS)),
+    "scm_ladd": ToySetting(steps=3000, lrs=GAN_LRS, kwargs=dict(LADD_KWARGS, tangent_warmup=500)),
+    "dmd2": ToySetting(steps=4000, lrs={"default": 1e-3, "fake": 2e-3}),
+    "twinflow": ToySetting(steps=4000, lrs={"default": 1e-3}),
+    "lcm": ToySetting(steps=3000, lrs={"default": 3e-4}, student_steps=2),
 }
 
 
@@ -249,7 +269,7 @@ def student_sampler(name: str, method: Method, student: nn.Module, steps: int) -
 class Scale:
     """Sizes of a run: full (the proof) or smoke (the test suite's seconds-long check)."""
 
-    teacher_steps: int = 5000
+    teacher_steps: int = 4000
     pool: int = 8192
     n_eval: int = 4096
     train_steps: int | None = None
@@ -290,16 +310,22 @@ def run(name: str, seed: int, teacher_kind: str, scale: Scale | None = None, tea
     models = build_models(method, teacher, teacher_net)
     method.bind(models)
     optimizers = make_optimizers(method, models, setting.lrs)
+    base_lrs = {role: opt.param_groups[0]["lr"] for role, opt in optimizers.items()}
+    ema = copy.deepcopy(models["student"]).requires_grad_(False)
     steps = scale.train_steps if scale.train_steps is not None else setting.steps
     batch_size = max(setting.batch, method.min_batch)
     skipped = 0.0
     for step in range(steps):
+        for role, opt in optimizers.items():  # cosine decay to zero over the run
+            opt.param_groups[0]["lr"] = base_lrs[role] * 0.5 * (1 + math.cos(math.pi * step / steps))
         idx = torch.randint(scale.pool, (batch_size,), generator=g)
         skipped += train_step(method, optimizers, {"x0": pool[idx]}, step).get("skipped", 0.0)
+        update_emas(method, models)
+        ema_update(ema, models["student"], setting.ema_decay)
 
     n = scale.n_eval
     ref, ref2 = ring_samples(n, g), ring_samples(n, g)
-    student = student_sampler(name, method, models["student"], setting.student_steps)(torch.randn(n, 2, generator=g))
+    student = student_sampler(name, method, ema, setting.student_steps)(torch.randn(n, 2, generator=g))
     baseline = 8 if setting.student_steps > 1 else 4
     teacher_k = {k: teacher_samples(k, n) for k in (1, 4, 8, 64)}
     ed = {k: energy_distance(x, ref) for k, x in teacher_k.items()}
@@ -361,6 +387,14 @@ def markdown_table(records: list[dict]) -> str:
             f"| {r['modes_covered']}/8 | {r['mode_mass_min']:.3f}/{r['mode_mass_max']:.3f} | {r['precision']:.3f} "
             f"| {r['sw2_student']:.3f} / {sw2_base:.3f} | {'yes' if r['pass'] else 'no'} | {r['seconds']} |"
         )
+    kinds = sorted({r["teacher"] for r in records})
+    lines += ["", "| method | " + " | ".join(f"passed ({k})" for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for name in dict.fromkeys(r["method"] for r in records):
+        counts = []
+        for kind in kinds:
+            runs = [r for r in records if r["method"] == name and r["teacher"] == kind]
+            counts.append(f"{sum(r['pass'] for r in runs)}/{len(runs)}")
+        lines.append(f"| {name} | " + " | ".join(counts) + " |")
     return "\n".join(lines)
 
 
@@ -376,6 +410,14 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
+def run_group(group: tuple[str, int, Scale]) -> list[dict]:
+    """Every method on one (teacher, seed), sharing the teacher; a worker process of `--all --jobs N`."""
+    teacher_kind, seed, scale = group
+    torch.set_num_threads(1)
+    teachers: dict = {}
+    return [run(name, seed, teacher_kind, scale, teachers) for name in METHODS]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=sorted(METHODS))
@@ -384,23 +426,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the record as one JSON line")
     parser.add_argument("--all", action="store_true", help="every method x seeds 0, 1, 2 x both teachers")
     parser.add_argument("--markdown", type=Path, help="with --all: write the table between the toy markers")
+    parser.add_argument("--jobs", type=int, default=1, help="with --all: worker processes, one (teacher, seed) each")
     parser.add_argument("--smoke", action="store_true", help="a few steps at small sizes (plumbing only)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     scale = SMOKE if args.smoke else Scale()
     if args.all:
-        teachers: dict = {}
+        groups = [(kind, seed, scale) for kind in ("gmm", "mlp") for seed in (0, 1, 2)]
         records = []
-        for teacher_kind in ("gmm", "mlp"):
-            for seed in (0, 1, 2):
-                for name in METHODS:
-                    records.append(run(name, seed, teacher_kind, scale, teachers))
-                    print(json.dumps(records[-1]), flush=True)
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for group_records in pool.map(run_group, groups):
+                for record in group_records:
+                    print(json.dumps(record), flush=True)
+                records += group_records
         if args.markdown:
             write_section(args.markdown, markdown_table(records))
-        summary = {"runs": len(records), "passed": sum(r["pass"] for r in records)}
-        print(json.dumps(summary))
+        print(json.dumps({"runs": len(records), "passed": sum(r["pass"] for r in records)}))
         return
     if args.method is None:
         parser.error("--method is required without --all")

@@ -29,6 +29,8 @@ class RoleSpec:
     adapter: LoRA adapter name when roles share the teacher's frozen base (None = full weights).
     steps_with: another role whose update also steps this role's optimizer (e.g. sCM's log-variance head
           is trained by the student's loss); None = its own entry in `update_plan`.
+    ema_of: for a frozen role, the role it tracks as an exponential moving average with decay `ema_decay`,
+          updated by the trainer after every step (LCM's target network).
     """
 
     trainable: bool
@@ -36,6 +38,8 @@ class RoleSpec:
     adapter: str | None = None
     build: Callable[[], nn.Module] | None = None
     steps_with: str | None = None
+    ema_of: str | None = None
+    ema_decay: float = 0.0
 
 
 class Method:

@@ -34,16 +34,28 @@ def lcm_consistency(model: nn.Module, x_s: Tensor, s: Tensor, cond=None, *, sigm
 
 
 class LCM(Method):
-    """Roles: student (trainable, from the teacher), teacher (frozen, with CFG). The target is the online student
-    without grad (LCM-LoRA: no EMA copy); pseudo-Huber loss sqrt(d^2 + c^2) - c."""
+    """Roles: student (trainable, from the teacher), teacher (frozen, with CFG) and, with `target_ema` > 0, target
+    (frozen EMA of the student, the full-model LCM recipe's 0.95); with 0 the target is the online student without
+    grad (LCM-LoRA). Pseudo-Huber loss sqrt(d^2 + c^2) - c."""
 
-    def __init__(self, *, sigma_d: float = SIGMA_D, num_ddim_timesteps: int = 50, huber_c: float = 0.001):
+    def __init__(
+        self,
+        *,
+        sigma_d: float = SIGMA_D,
+        num_ddim_timesteps: int = 50,
+        huber_c: float = 0.001,
+        target_ema: float = 0.95,
+    ):
         self.sigma_d = sigma_d
         self.num_ddim_timesteps = num_ddim_timesteps  # skipping-step grid: 50 points, skip k = 1000 / 50
         self.huber_c = huber_c  # pseudo-Huber c (diffusers LCM default 0.001)
+        self.target_ema = target_ema  # EMA decay of the target network (0 = the online student)
 
     def roles(self) -> dict[str, RoleSpec]:
-        return {"student": RoleSpec(trainable=True), "teacher": RoleSpec(trainable=False)}
+        roles = {"student": RoleSpec(trainable=True), "teacher": RoleSpec(trainable=False)}
+        if self.target_ema > 0:
+            roles["target"] = RoleSpec(trainable=False, ema_of="student", ema_decay=self.target_ema)
+        return roles
 
     def update_plan(self, step: int) -> list[str]:
         return ["student"]

@@ -29,6 +29,8 @@ class SCMLADD(Method):
         adv_weight: float = 0.5,
         p_mean: float = 0.2,
         p_std: float = 1.6,
+        p_mean_d: float = -0.6,
+        p_std_d: float = 1.0,
         tangent_warmup: int = 4000,
         jvp_mode: Literal["forward", "fd"] = "forward",
         max_time_prob: float = 0.5,
@@ -41,6 +43,8 @@ class SCMLADD(Method):
             sigma_d=sigma_d,
             p_mean=p_mean,
             p_std=p_std,
+            p_mean_d=p_mean_d,
+            p_std_d=p_std_d,
             max_time_prob=max_time_prob,
             head_kernel_size=head_kernel_size,
         )

@@ -19,7 +19,7 @@ from distillation.methods.base import (
     trigflow_noising,
     uniform_flow_timesteps,
 )
-from pipelines.parameterization import HALF_PI, SIGMA_D, append_dims, trigflow_denoise, trigflow_target
+from pipelines.parameterization import HALF_PI, SIGMA_D, trigflow_denoise, trigflow_target
 
 
 class TwinFlow(Method):
@@ -50,10 +50,11 @@ class TwinFlow(Method):
     def update_plan(self, step: int) -> list[str]:
         return ["student"]
 
-    def generate(self, noise: Tensor, cond) -> Tensor:
-        """One-step generator x_hat0 = -sigma_d F(noise / sigma_d, pi/2) from noise ~ N(0, sigma_d^2 I)."""
+    def generate(self, noise: Tensor, cond) -> tuple[Tensor, Tensor]:
+        """One-step generator from noise ~ N(0, sigma_d^2 I): (F at t = pi/2, x_hat0 = -sigma_d F)."""
         t = torch.full((noise.shape[0],), HALF_PI, dtype=noise.dtype, device=noise.device)
-        return trigflow_denoise(noise, self.models["student"](noise / self.sigma_d, t, cond), t, self.sigma_d)
+        F = self.models["student"](noise / self.sigma_d, t, cond)
+        return F, trigflow_denoise(noise, F, t, self.sigma_d)
 
     def loss(self, role: str, batch: dict, step: int) -> dict[str, Tensor]:
         if role != "student":
@@ -64,7 +65,7 @@ class TwinFlow(Method):
         e2e, adv = groups == 0, groups == 3
         sign = torch.where(adv, -1.0, 1.0).to(x0.dtype)
 
-        x_gen = self.generate(sigma_d * torch.randn_like(x0), cond)
+        F_gen, x_gen = self.generate(sigma_d * torch.randn_like(x0), cond)
         data = torch.where(adv.view(-1, *[1] * (x0.dim() - 1)), x_gen.detach(), x0)
         t = uniform_flow_timesteps(x0, self.s_min, self.s_max)
         x_t, z = trigflow_noising(data, t, sigma_d)
@@ -72,15 +73,15 @@ class TwinFlow(Method):
         flow = mean_flat((F_theta - trigflow_target(data, z, t, sigma_d)) ** 2)
         flow_loss = flow[~e2e].mean()
 
-        x = x_gen[e2e]
         with torch.no_grad():
+            x = x_gen[e2e]
             t_dm = uniform_flow_timesteps(x, self.s_min, self.s_max)
             x_dm, _ = trigflow_noising(x, t_dm, sigma_d)
             cond_e2e = cond[e2e] if isinstance(cond, Tensor) else cond
             dv = model(x_dm / sigma_d, -t_dm, cond_e2e) - model(x_dm / sigma_d, t_dm, cond_e2e)
-            # x_hat_fake - x_hat_real = -sin t sigma_d (F_fake - F_real); the generator moves against it.
-            grad = -torch.sin(append_dims(t_dm, x)) * sigma_d * dv.clamp(-self.dm_clamp, self.dm_clamp)
-        dm_loss = 0.5 * mean_flat((x - (x - grad).detach()) ** 2).mean()
+        # TwinFlow's e2e target F - dv: x_hat0 = -sigma_d F moves by sigma_d dv = (x_hat_real - x_hat_fake) / sin t.
+        F_e2e = F_gen[e2e]
+        dm_loss = mean_flat((F_e2e - (F_e2e - dv.clamp(-self.dm_clamp, self.dm_clamp)).detach()) ** 2).mean()
         return {
             "loss": flow_loss + self.dm_weight * dm_loss,
             "flow_loss": flow_loss.detach(),
