@@ -14,7 +14,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 
 class LogVarHead(nn.Module):
-    """u_phi(t): a linear map of Fourier features of t, zero-initialised (u = 0 at the start; sCM sec. 4.2)."""
+    """sCM's adaptive weight u_phi(t): a zero-initialised linear map of Fourier features of t (u = 0 at the start)."""
 
     def __init__(self, num_frequencies: int = 16, max_frequency: float = 32.0):
         super().__init__()

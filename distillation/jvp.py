@@ -28,7 +28,7 @@ def jvp(
 ) -> tuple[Tensor, Tensor]:
     """(fn(*primals), d/dh fn(primals + h tangents) at h = 0).
 
-    "forward" is one torch.func.jvp pass (Sana, sCM sec. 4); "fd" is the central difference with step `fd_step`
+    "forward" is one torch.func.jvp pass (as Sana's sCM training); "fd" is the central difference with step `fd_step`
     (O(h^2) error), for kernels without forward AD. Run it under no_grad: the tangent is a stop-gradient target,
     and diffusers only checkpoints activations while grad is enabled, so the pass is never checkpointed.
     """

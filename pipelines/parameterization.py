@@ -1,6 +1,6 @@
 """Flow matching <-> TrigFlow <-> x0 / eps / v conversions, shared by the pipelines and by distillation.
 
-Conventions (notes/sana_sprint.md sec. 2.2-3; sCM, Lu & Song 2024, sec. 2):
+Conventions (notes/sana_sprint.md sec. 2.2-3; TrigFlow from sCM, Lu & Song 2024):
 - Flow matching (rectified flow) on unit-scale latents: x_s = (1 - s) x0 + s eps, eps ~ N(0, I), s in [0, 1],
   velocity v = eps - x0.
 - TrigFlow: x_t = cos t x0 + sin t z, z ~ N(0, sigma_d^2 I), t in [0, pi/2], x0 = sigma_d * (unit-scale latent).
@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-SIGMA_D = 0.5  # TrigFlow data standard deviation (sCM sec. 2; SANA-Sprint)
+SIGMA_D = 0.5  # TrigFlow data standard deviation (sCM; SANA-Sprint)
 HALF_PI = math.pi / 2  # TrigFlow's pure-noise time
 
 
@@ -70,7 +70,7 @@ def eps_from_flow(x_s: Tensor, v: Tensor, s: Tensor | float) -> Tensor:
 
 
 def trigflow_denoise(x_t: Tensor, F: Tensor, t: Tensor | float, sigma_d: float = SIGMA_D) -> Tensor:
-    """Consistency function = denoiser, f(x_t, t) = cos t x_t - sin t sigma_d F (sCM eq. 9); f(x, 0) = x."""
+    """Consistency function = denoiser, f(x_t, t) = cos t x_t - sin t sigma_d F (sCM's TrigFlow CM); f(x, 0) = x."""
     t = append_dims(t, x_t)
     return torch.cos(t) * x_t - torch.sin(t) * sigma_d * F
 

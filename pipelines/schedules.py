@@ -49,7 +49,7 @@ def get_lognormal_tan_timesteps(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """t = arctan(e^tau / sigma_d), tau ~ N(p_mean, p_std^2): log-normal in sigma_d tan t (sCM sec. 4.1)."""
+    """t = arctan(e^tau / sigma_d), tau ~ N(p_mean, p_std^2): log-normal in sigma_d tan t (sCM's proposal)."""
     tau = p_mean + p_std * torch.randn(batch_size, generator=generator, device=device, dtype=dtype)
     return torch.atan(torch.exp(tau) / sigma_d)
 

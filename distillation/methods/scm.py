@@ -1,4 +1,4 @@
-"""sCM: continuous-time consistency distillation in TrigFlow (Lu & Song 2024, Alg. 1; SANA-Sprint sec. 3)."""
+"""sCM: continuous-time consistency distillation in TrigFlow (Lu & Song 2024; SANA-Sprint train_scm_ladd.py)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class SCM(Method):
         self.sigma_d = sigma_d
         self.p_mean, self.p_std = p_mean, p_std  # log-normal proposal of sigma_d tan t (SANA-Sprint: 0.2, 1.6)
         self.tangent_warmup = tangent_warmup  # steps over which r ramps 0 -> 1 on the Jacobian term (Sprint: 4000)
-        self.tangent_norm_c = tangent_norm_c  # g <- g / (||g|| + c) (sCM sec. 4.2: c = 0.1)
-        self.adaptive_weighting = adaptive_weighting  # learned u_phi(t) (sCM eq. 8) instead of a fixed weight
+        self.tangent_norm_c = tangent_norm_c  # g <- g / (||g|| + c) (sCM / Sana: c = 0.1)
+        self.adaptive_weighting = adaptive_weighting  # learned u_phi(t) instead of a fixed weight
         self.jvp_mode = jvp_mode
 
     def roles(self) -> dict[str, RoleSpec]:
@@ -76,7 +76,7 @@ class SCM(Method):
                 mode=self.jvp_mode,
             )
             r = min(1.0, step / self.tangent_warmup) if self.tangent_warmup > 0 else 1.0
-            # g = -cos^2 t (sigma_d F^- - dx_t/dt) - r (cos t sin t x_t + sigma_d cos t sin t dF^-/dt)   (sCM eq. 11)
+            # g = cos t df^-/dt = -cos^2 t (sigma_d F^- - dx_t/dt) - r (cos t sin t x_t + sigma_d cos t sin t dF^-/dt)
             g = -(cos_t**2) * (sigma_d * F_minus - dxt_dt) - r * (cos_t * sin_t * x_t + sigma_d * F_jvp)
             g_norm = norm_flat(g)
             g = g / (append_dims(g_norm, g) + self.tangent_norm_c)
@@ -86,7 +86,9 @@ class SCM(Method):
         loss_no_logvar = (weight * sq).mean()
         if self.adaptive_weighting:
             logvar = self.models["logvar"](t)
-            loss = (weight * torch.exp(-logvar) * sq + logvar).mean()  # (w / e^u) ||.||^2 + u   (sCM eq. 8)
+            loss = (
+                weight * torch.exp(-logvar) * sq + logvar
+            ).mean()  # (w / e^u) ||.||^2 + u   (sCM adaptive weighting)
         else:
             loss = loss_no_logvar
         return {"loss": loss, "loss_no_logvar": loss_no_logvar.detach(), "g_norm": g_norm.mean()}

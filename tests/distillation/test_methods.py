@@ -8,7 +8,15 @@ import torch
 from distillation.methods import DMD2, LADD, LCM, METHODS, SCM, SCMLADD, TwinFlow
 from distillation.methods.base import teacher_F
 from distillation.methods.lcm import lcm_consistency
-from distillation.toy import FEATURE_LAYERS, FlowMLP, build_models, make_optimizers, ring_samples, train_step
+from distillation.toy import (
+    FEATURE_LAYERS,
+    FlowMLP,
+    build_models,
+    make_optimizers,
+    ring_samples,
+    train_step,
+    update_emas,
+)
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
 
 HIDDEN = 32
@@ -158,3 +166,18 @@ def test_only_declared_trainable_parameters_change(name, teacher, batch):
 def test_bind_reports_missing_roles(teacher):
     with pytest.raises(ValueError, match="needs roles"):
         DMD2().bind({"student": teacher})
+
+
+def test_lcm_target_is_an_ema_of_the_student(teacher, batch):
+    """The frozen `ema_of` role is moved only by the loop's EMA update, towards the student."""
+    method = LCM(target_ema=0.5)
+    models = bound(method, teacher)
+    assert method.roles()["target"].ema_of == "student" and models["target"] is not teacher
+    optimizers = make_optimizers(method, models, {"default": 1e-2})
+    train_step(method, optimizers, batch, step=0)
+    student, target = models["student"].state_dict(), models["target"].state_dict()
+    before = {k: v.clone() for k, v in target.items()}
+    update_emas(method, models)
+    for key, value in target.items():
+        torch.testing.assert_close(value, 0.5 * before[key] + 0.5 * student[key])
+    assert any(not torch.equal(target[k], before[k]) for k in target)
