@@ -113,10 +113,12 @@ class Request:
     strength: float = 1.0
     resolution: int = 512
     sketch_key: str = ""
+    mode: str = "live"  # live: the few-step generate; refine: the multi-step teacher pass (pen-up)
 
     def key(self) -> tuple:
         """What decides the output: an equal key is not recomputed."""
         return (
+            self.mode,
             self.model,
             self.prompt,
             self.sketch_key or image_key(self.sketch),

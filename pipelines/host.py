@@ -55,6 +55,14 @@ class LiveHost:
                 self._engines[name] = engine
             return self._engines[name]
 
+    def can_refine(self, name: str) -> bool:
+        """Whether a model offers the multi-step refine-on-pen-up pass (SANA-Sprint's teacher)."""
+        try:
+            spec = self.registry.get(name)
+        except ModelError:
+            return False
+        return spec.backend == "sana" and "teacher" in spec.components
+
     def loaded(self) -> list[str]:
         return list(self._engines)
 
@@ -64,6 +72,8 @@ class LiveHost:
             self.registry.get(request.model)
             if request.sketch.ndim != 3 or request.sketch.shape[2] != 3:
                 raise InputError("the sketch must be an RGB image")
+            if request.mode == "refine" and not self.can_refine(request.model):
+                raise InputError(f"{request.model} has no refine pass (no multi-step teacher in its manifest)")
         except (ModelError, InputError) as error:
             ticket = Ticket(request)
             ticket._resolve(Frame(request.version, "error", message=str(error)))
@@ -109,9 +119,14 @@ class LiveHost:
             try:
                 scribble = sketch_to_scribble(request.sketch, size)
                 control = engine.encode_control(scribble, size)
-                result = engine.generate(
-                    prompt, control, seed=request.seed, steps=steps, strength=request.strength, resolution=size
-                )
+                if request.mode == "refine":
+                    result = engine.refine(
+                        prompt, control, seed=request.seed, strength=request.strength, resolution=size
+                    )
+                else:
+                    result = engine.generate(
+                        prompt, control, seed=request.seed, steps=steps, strength=request.strength, resolution=size
+                    )
                 break
             except Exception as error:
                 if not _is_oom(error) or resolution // 2 < MIN_RESOLUTION:

@@ -24,7 +24,7 @@ const state = {
   tool: "brush", color: "#000000", size: 6, drawing: false, last: null,
   editVersion: 0, sentVersion: -1, paramsVersion: 0, sentParamsVersion: -1,
   seq: 0, shownSeq: 0, inFlight: 0, lastSend: 0, lastEditTime: 0,
-  params: { prompt: "", seed: 0, lock: true, steps: 1, strength: 1.0, resolution: 512, model: "" },
+  params: { prompt: "", seed: 0, lock: true, refine: false, steps: 1, strength: 1.0, resolution: 512, model: "" },
   undo: [], redo: [],
 };
 const stats = { frames: 0, stale: 0, errors: 0, s2p: [], engine: [], breakdown: [] };
@@ -219,6 +219,19 @@ async function send(final) {
     paint: painted - t2, edit_to_send: t0 - (editTime || t0),
   });
   showHud(res, s2p);
+  if (final && state.params.refine) refine(seq);
+}
+
+async function refine(seq) {
+  // The multi-step teacher pass for the frame just shown; dropped if the person drew again meanwhile.
+  notice.textContent = "refining…";
+  let res;
+  try { res = await server.live_refine({ session: sessionId, seq }); } catch (e) { res = { status: "error", message: String(e) }; }
+  if (seq !== state.shownSeq || state.drawing) return;
+  if (res.status === "error") { notice.textContent = res.message; notice.classList.add("error"); return; }
+  if (res.status !== "ok" && res.status !== "cached") { notice.textContent = ""; return; }
+  out.src = res.image;
+  notice.textContent = `refined (${((res.timings && res.timings.total) || 0).toFixed(0)} ms)`;
 }
 
 const small = document.createElement("canvas");

@@ -89,18 +89,21 @@ def encode_data_url(image: Image.Image, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def live_canvas(live_generate: Callable[[dict], dict]) -> gr.HTML:
-    """The canvas component; the browser calls `live_generate(payload)` directly, outside Gradio's queue."""
-    handler = live_generate
+def live_canvas(generate: Callable[[dict], dict], refine: Callable[[dict], dict]) -> gr.HTML:
+    """The canvas component; the browser calls `live_generate(payload)` and, after pen-up, `live_refine(payload)`
+    directly, outside Gradio's queue."""
 
-    def live_generate(payload):  # a plain function: Gradio marks server functions with an attribute
-        return handler(payload)
+    def live_generate(payload):  # plain functions: Gradio marks server functions with an attribute
+        return generate(payload)
+
+    def live_refine(payload):
+        return refine(payload)
 
     return gr.HTML(
         html_template=HTML,
         css_template=CSS,
         js_on_load=JS,
-        server_functions=[live_generate],
+        server_functions=[live_generate, live_refine],
         elem_id="ss-live",
         apply_default_css=False,
     )

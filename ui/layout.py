@@ -14,9 +14,9 @@ from ui.canvas import CANVAS_SIZE, live_canvas
 from ui.live import LiveSessions, read_png_metadata
 
 RESOLUTIONS = (256, 384, 512, 768, 1024)
-PARAM_NAMES = ("prompt", "seed", "lock", "steps", "strength", "resolution", "model")
+PARAM_NAMES = ("prompt", "seed", "lock", "refine", "steps", "strength", "resolution", "model")
 PUSH_PARAMS_JS = f"""({", ".join(PARAM_NAMES)}) => {{
-  const p = {{prompt, seed: Number(seed), lock, steps: Number(steps), strength: Number(strength),
+  const p = {{prompt, seed: Number(seed), lock, refine, steps: Number(steps), strength: Number(strength),
              resolution: Number(resolution), model}};
   if (window.__ss) window.__ss.setParams(p); else window.__ssPending = p;
 }}"""
@@ -82,10 +82,11 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1)
                 dice = gr.Button("New seed", scale=0)
                 lock = gr.Checkbox(value=True, label="Lock seed (off: new seed per stroke)", scale=1)
+                refine = gr.Checkbox(value=False, label="Refine on pen-up (models with a teacher)", scale=1)
                 steps = gr.Slider(1, 4, value=spec.steps, step=1, label="Steps", scale=1)
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength", scale=1)
                 resolution = gr.Dropdown(list(RESOLUTIONS), value=spec.resolution, label="Resolution", scale=1)
-            live_canvas(sessions.live_generate)
+            live_canvas(sessions.live_generate, sessions.live_refine)
             with gr.Row():
                 export_btn = gr.Button("Export PNG (prompt, seed, model and sketch inside)")
                 vary_btn = gr.Button("4 seed variations")
@@ -112,7 +113,7 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
             )
             gr.Button("Refresh").click(lambda: registry.refresh() or models_table(registry), None, table)
 
-        params = [prompt, seed, lock, steps, strength, resolution, model]
+        params = [prompt, seed, lock, refine, steps, strength, resolution, model]
         for component in params:
             component.change(None, params, None, js=PUSH_PARAMS_JS)
         demo.load(None, params, None, js=PUSH_PARAMS_JS)

@@ -32,6 +32,7 @@ class SessionState:
     sketch: np.ndarray | None = None
     params: dict = field(default_factory=dict)
     image: Image.Image | None = None
+    seq: int = 0
     last_history_key: tuple | None = None
 
 
@@ -149,7 +150,7 @@ class LiveSessions:
             sketch = decode_data_url(payload.get("image", ""))
         except (InputError, TypeError, ValueError) as error:
             return {"seq": seq, "status": "error", "message": str(error)}
-        state.sketch, state.params = sketch, params
+        state.sketch, state.params, state.seq = sketch, params, seq
         request = Request(session=str(payload["session"]), version=seq, sketch=sketch, **params)
         frame = self.host.generate(request)
         reply = {
@@ -170,6 +171,29 @@ class LiveSessions:
                     state.last_history_key = key
                     self.history.add(frame.image, sketch, params)
         reply["server_ms"] = (time.perf_counter() - t0) * 1e3
+        return reply
+
+    def live_refine(self, payload) -> dict:
+        """The pen-up refine pass for the tab's latest frame (`seq`): the model's multi-step teacher, if it has one."""
+        if isinstance(payload, list) and len(payload) == 1:
+            payload = payload[0]
+        try:
+            if not isinstance(payload, dict):
+                raise InputError("bad request")
+            seq = int(payload.get("seq", 0))
+            session_id = str(payload.get("session", ""))
+            state = self.session(session_id)
+        except (InputError, TypeError, ValueError) as error:
+            return {"seq": 0, "status": "error", "message": str(error)}
+        if state.sketch is None or state.seq != seq:
+            return {"seq": seq, "status": "stale", "message": "a newer frame exists"}
+        request = Request(session=f"{session_id}-refine", version=seq, sketch=state.sketch, mode="refine",
+                          **state.params)  # fmt: skip
+        frame = self.host.generate(request, timeout=600)
+        reply = {"seq": seq, "status": frame.status, "message": frame.message, "timings": dict(frame.timings)}
+        if frame.image is not None and frame.status in ("ok", "cached"):
+            reply["image"] = encode_data_url(frame.image)
+            state.image = frame.image
         return reply
 
     def export(self, session_id: str) -> Path:

@@ -48,3 +48,10 @@ def test_resolution_is_snapped_to_the_latent_grid_and_capped():
     assert snap_resolution(500, 512) == 512
     assert snap_resolution(5000, 512) == 1024
     assert snap_resolution(10, 512) == 128
+
+
+def test_refine_is_refused_for_a_model_without_a_teacher(tmp_path, monkeypatch):
+    host = LiveHost(install(monkeypatch, tmp_path, ScriptedEngine()), "cpu")
+    frame = host.generate(req(mode="refine"))
+    host.close()
+    assert frame.status == "error" and "no refine pass" in frame.message

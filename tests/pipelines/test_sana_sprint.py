@@ -553,3 +553,22 @@ def test_sana_cuda_graph_path_matches_eager_without_allocations_or_host_syncs(mo
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.cuda.memory_stats()["allocation.all.allocated"] == allocations
+
+
+def test_sana_refine_on_pen_up_runs_the_teacher_through_the_host(registry):
+    """The live host runs the manifest's teacher for a refine request, on the same worker as live frames."""
+    from pipelines.engine import Request
+    from pipelines.host import LiveHost
+
+    host = LiveHost(registry, "cpu")
+    canvas = np.full((256, 256, 3), 255, np.uint8)
+    canvas[100:110, 30:220] = 0
+    base = dict(session="s", model="tiny-sana", prompt=PROMPT, sketch=canvas, seed=1, resolution=SIZE[0])
+    try:
+        refined = host.generate(Request(version=1, mode="refine", **base), timeout=300)
+        live = host.generate(Request(version=2, **base), timeout=300)
+    finally:
+        host.close()
+    assert refined.status == "ok" and live.status == "ok"
+    assert refined.image.size == live.image.size
+    assert live.image.tobytes() != refined.image.tobytes()
