@@ -1,0 +1,190 @@
+"""The Distill tab: the form becomes overrides the trainer accepts, the views say what a job is doing, the compare
+view draws teacher and student with real engines, and in Chromium a click on Launch shows the job's progress and its
+student joins the Live tab's model picker."""
+
+import dataclasses
+import json
+import shutil
+import time
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from distillation.config import load_config
+from distillation.jobs import DONE, RUNNING, Job, JobError, JobStore, Progress, load_preset
+from pipelines.host import LiveHost
+from pipelines.registry import MODELS_DIR, Registry
+from pipelines.tiny import save_tiny
+from tests.distillation.test_jobs import PRESET, make_teacher_models, tiny_net
+from ui.distill_tab import compare, job_rows, loss_frame, progress_text, request, teacher_models
+from ui.live import LiveSessions
+
+STUDENT_MANIFEST = """name = "tiny-student"
+title = "Tiny random student"
+backend = "tiny"
+resolution = 16
+steps = 1
+allowed_steps = [1, 2]
+dtype = "float32"
+
+[components]
+weights = "./tiny-student"
+"""
+
+
+@pytest.fixture
+def models(tmp_path) -> Registry:
+    return Registry(make_teacher_models(tmp_path / "models"))
+
+
+def form(**changes):
+    """The tab's inputs in order (preset, method, teacher, model, path, family, controlnet, data, data path, augment,
+    steps, lr, batch, LoRA rank) as gr.Number gives them (floats)."""
+    values = {"preset": "tiny_scm_ladd", "method": "scm_ladd", "teacher": "preset", "teacher_model": None,
+              "teacher_path": "", "teacher_kind": "sana", "controlnet_path": "", "data": "synthetic",
+              "data_path": "data/sketch_tiny/128", "augment": False, "steps": 20.0, "lr": 1e-4, "batch": 2.0,
+              "lora_rank": 0.0}  # fmt: skip
+    values.update(changes)
+    return list(values.values())
+
+
+def test_distill_tab_form_becomes_overrides_that_the_trainer_accepts(models):
+    path, overrides, teacher = request(models, *form(method="scm", teacher="model", teacher_model="tiny-teacher",
+                                                     steps=5.0, lr=1e-3, lora_rank=0.0))  # fmt: skip
+    cfg = load_config(path, overrides)
+    assert teacher == "tiny-teacher" and cfg.teacher.kind == "sketch_tiny" and not cfg.teacher.random
+    assert cfg.teacher.path == str(models.models_dir / "tiny-teacher") and cfg.teacher.controlnet is False
+    assert cfg.method.name == "scm" and cfg.optim.role_lr == {} and cfg.data.kind == "synthetic"
+    assert (cfg.max_steps, cfg.optim.lr, cfg.batch_size, cfg.student.lora_rank) == (5, 1e-3, 2, 0)
+
+    _, overrides, _ = request(models, *form(method="dmd2", lora_rank=4.0))  # the preset's sCM options are dropped
+    cfg = load_config(path, overrides)
+    assert cfg.method.name == "dmd2" and "tangent_warmup" not in cfg.method.options and cfg.student.lora_rank == 4
+    _, overrides, _ = request(models, *form(method="twinflow"))
+    with pytest.raises(JobError, match="batch_size: twinflow needs at least 4 samples"):
+        load_preset(path, overrides)
+
+    _, overrides, _ = request(models, *form(teacher="hub", teacher_path="someone/sana-teacher",
+                                            controlnet_path="someone/sana-controlnet"))  # fmt: skip
+    cfg = load_config(path, overrides)
+    assert (cfg.teacher.path, cfg.teacher.controlnet_path, cfg.teacher.controlnet) == (
+        "someone/sana-teacher",
+        "someone/sana-controlnet",
+        True,
+    )
+    with pytest.raises(JobError, match="teacher hub id 'not an id'"):
+        request(models, *form(teacher="hub", teacher_path="not an id"))
+    with pytest.raises(JobError, match="data 'my_photos': synthetic or sketch_pairs"):
+        request(models, *form(data="my_photos"))
+
+
+def test_distill_tab_offers_registry_teachers_and_says_why_others_cannot_teach(tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, folder, ignore=shutil.ignore_patterns("*.png"))
+    make_teacher_models(folder)
+    save_tiny(tiny_net(seed=1), folder / "tiny-student", extra={"kind": "trigflow"})
+    (folder / "tiny-student.toml").write_text(STUDENT_MANIFEST)
+    usable, note = teacher_models(Registry(folder))
+    assert {"tiny-teacher", "tiny-random-sd", "sd-turbo-scribble"} <= set(usable)
+    assert not {"tiny-student", "sana-sprint-0.6b", "sdxl-turbo-scribble"} & set(usable)
+    assert "tiny-student is a distilled student" in note and "sana-sprint-0.6b: its teacher is an NVlabs" in note
+    assert "sdxl-turbo-scribble: the trainer has no teacher family for backend 'sdxl'" in note
+
+
+def test_distill_tab_views_show_progress_reasons_and_typed_loss_curves():
+    job = Job(id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10,
+              state=RUNNING)  # fmt: skip
+    progress = Progress(step=3, total=10, it_s=1.5, eta_s=4.7, checkpoint_step=2, metrics=[], preview=None,
+                        log_tail="")  # fmt: skip
+    text = progress_text(job, progress)
+    assert "running** · step 3/10 · 1.50 it/s · ETA 5 s · checkpoint at step 2" in text
+    stopped = dataclasses.replace(job, state="stopped", reason="cancelled at step 3; resumable from step 3")
+    text = progress_text(dataclasses.replace(stopped, resume=True), progress)
+    assert "cancelled at step 3" in text and "Resume continues in the same folder from the checkpoint." in text
+    done = dataclasses.replace(job, state=DONE, export="listed")
+    assert "Student `s1`: listed in the Live tab's model picker." in progress_text(done, progress)
+    assert job_rows([job])[0][:4] == [job.id, RUNNING, 10, "s1"]
+
+    rows = [{"step": 1, "a/loss": 0.5, "a/grad_norm": 3.0}, {"step": 2, "a/loss": None, "b/loss": 1.0}]
+    frame = loss_frame(rows)
+    assert frame.values.tolist() == [[1, 0.5, "a/loss"], [2, 1.0, "b/loss"]]
+    plot = gr.LinePlot(x="step", y="value", color="series").postprocess(frame)
+    assert plot.datatypes == {"step": "quantitative", "value": "quantitative", "series": "nominal"}
+    assert loss_frame([]) is None  # never an empty frame: Gradio's plot then draws no lines for later data
+
+
+def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_says_why_not(models, tmp_path):
+    save_tiny(tiny_net(seed=1), models.models_dir / "tiny-student", extra={"kind": "trigflow"})
+    (models.models_dir / "tiny-student.toml").write_text(STUDENT_MANIFEST)
+    models.refresh()
+    store = JobStore(tmp_path / "jobs", models, gpus=0, start=False)
+    base = Job(id="20260101-000000-000001", preset=str(PRESET), overrides=[], name="tiny-student", created=0.0,
+               state=DONE, teacher_model="tiny-teacher")  # fmt: skip
+    records = [base, dataclasses.replace(base, id="20260101-000000-000002", teacher_model=""),
+               dataclasses.replace(base, id="20260101-000000-000003", state=RUNNING)]  # fmt: skip
+    for record in records:
+        (store.folder / record.id).mkdir(parents=True)
+        (store.folder / record.id / "job.json").write_text(json.dumps(dataclasses.asdict(record)))
+    host = LiveHost(models, "cpu")
+    sessions = LiveSessions(host, "tiny-teacher", tmp_path / "outputs")
+    try:
+        with pytest.raises(JobError, match="draw something on the Live tab first"):
+            compare(sessions, store, models, base.id, "tab1", 8)
+        state = sessions.session("tab1")
+        state.sketch = np.full((64, 64, 3), 255, np.uint8)
+        state.sketch[10:50, 30:33] = 0
+        state.params = {"prompt": "", "seed": 7, "steps": 1, "strength": 1.0, "resolution": 128, "model": "x"}
+        teacher, student, note = compare(sessions, store, models, base.id, "tab1", 8)
+        assert teacher is not None and student is not None and teacher.tobytes() != student.tobytes()
+        assert "teacher `tiny-teacher`, 8 steps:" in note and "student `tiny-student`, 1 step:" in note
+        assert " ms" in note and "seed 7" in note
+        teacher, student, note = compare(sessions, store, models, records[1].id, "tab1", 8)
+        assert teacher is None and student is not None and "no teacher shown" in note
+        with pytest.raises(JobError, match="is running: it has no student yet"):
+            compare(sessions, store, models, records[2].id, "tab1", 8)
+    finally:
+        host.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_live_picker(tmp_path, monkeypatch):
+    from bench.distill_ui import job_status, open_distill_tab, running_distill_app, wait_for_status
+    from bench.e2e import browser, draw_stroke, wait_idle
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    models = make_teacher_models(tmp_path / "models")
+    with running_distill_app(models, tmp_path / "jobs", tmp_path / "outputs") as (url, _), browser() as chromium:
+        page = open_distill_tab(chromium, url)
+        page.get_by_label("a model of this app").check()
+        page.get_by_label("Method").click()
+        page.get_by_role("option", name="sCM (consistency only)").click()
+        steps = page.get_by_label("Steps", exact=True)
+        steps.fill("4")
+        steps.press("Tab")
+        page.get_by_label("Estimate memory and time first").uncheck()
+        page.locator("#ss-launch").click()
+        note = page.locator("#ss-launch-note")
+        note.get_by_text("Launched job").wait_for(timeout=60_000)
+        assert "starting now" in note.inner_text()
+        seen = set()
+        deadline = time.time() + 240
+        while "· done" not in (status := job_status(page)) and time.time() < deadline:
+            if "· running · step" in status:
+                seen.add(int(status.split("· step ")[1].split("/")[0]))
+            page.wait_for_timeout(200)
+        status = wait_for_status(page, "· done", timeout_s=5)
+        assert "step 4/4" in status and "listed in the Live tab's model picker" in status
+        assert seen - {0}, f"no progress was shown while the job ran: {seen}"
+        student = status.split("Student ")[1].split(":")[0].strip("` \n")
+
+        page.get_by_role("tab", name="Live").click()
+        page.get_by_role("combobox", name="Model", exact=True).first.click()  # the Live tab's picker
+        page.get_by_role("option", name=student).click()  # hot-swapped into the picker: no restart
+        page.wait_for_timeout(500)
+        draw_stroke(page, 1)
+        wait_idle(page)
+        stats = page.evaluate("() => window.__ss.stats")
+        assert stats["frames"] >= 1 and stats["errors"] == 0
+        assert "error" not in page.locator("#ss-notice").inner_text().lower()
