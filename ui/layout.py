@@ -8,9 +8,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from distillation.jobs import JobStore
 from pipelines.preprocess import InputError, extract_lines, fit, load_image
 from pipelines.registry import Registry
 from ui.canvas import CANVAS_SIZE, live_canvas
+from ui.distill_tab import build_distill_tab
 from ui.live import LiveSessions, read_png_metadata
 
 RESOLUTIONS = (256, 384, 512, 768, 1024)
@@ -62,7 +64,7 @@ def upload_to_lines(file, method: str) -> np.ndarray | None:
     return fit(lines, (max(1, round(lines.shape[0] * scale)), max(1, round(lines.shape[1] * scale))))
 
 
-def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str) -> gr.Blocks:
+def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str, jobs: JobStore) -> gr.Blocks:
     spec = registry.get(default_model)
     names = sorted(registry.specs())
     with gr.Blocks(title="SketchSprint") as demo:
@@ -104,6 +106,7 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str)
                 columns=8,
                 height=200,
             )
+        build_distill_tab(jobs, sessions, registry, model)
         with gr.Tab("Models"):
             table = gr.Dataframe(
                 models_table(registry),
