@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from distillation.jobs import JOBS_DIR, JobStore
 from pipelines.host import LiveHost
 from pipelines.registry import MODELS_DIR, ModelError, Registry
 from ui.layout import build_blocks
@@ -29,6 +30,7 @@ class AppConfig:
     model: str | None = None
     outputs: Path = ROOT / "outputs"
     models_dir: Path = MODELS_DIR
+    jobs: Path = JOBS_DIR  # distillation job folders (the Distill tab)
     preload: bool = True
 
 
@@ -66,7 +68,7 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
         except ModelError as error:
             log.warning("could not preload %s: %s", model, error)
     sessions = LiveSessions(host, model, config.outputs)
-    return build_blocks(sessions, registry, model), sessions
+    return build_blocks(sessions, registry, model, JobStore(config.jobs, registry)), sessions
 
 
 def main(argv: list[str] | None = None) -> int:
