@@ -7,33 +7,14 @@ python -m bench.distill_ui --screenshot assets/screenshot_distill.png --json
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from bench.e2e import browser, free_port, open_canvas
+from bench.e2e import browser, open_canvas, running_app
 from pipelines.registry import MODELS_DIR
-
-
-@contextlib.contextmanager
-def running_distill_app(
-    models_dir: Path, jobs: Path, outputs: Path, model: str | None = None
-) -> Iterator[tuple[str, object]]:
-    """The real app on a free port with the given models and jobs folders; yields (url, LiveSessions)."""
-    from app import AppConfig, build_app
-
-    demo, sessions = build_app(AppConfig(device="cpu", model=model, outputs=outputs, models_dir=models_dir, jobs=jobs))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
-    try:
-        yield f"http://127.0.0.1:{port}/", sessions
-    finally:
-        demo.close()
-        sessions.host.close()
 
 
 def open_distill_tab(chromium, url: str):
@@ -66,7 +47,10 @@ def screenshot(path: Path, steps: int = 6) -> dict:
         models.mkdir()
         for manifest in MODELS_DIR.glob("*.toml"):
             shutil.copy(manifest, models)
-        with running_distill_app(models, Path(tmp) / "jobs", Path(tmp) / "outputs") as (url, _), browser() as chromium:
+        with (
+            running_app(models_dir=models, jobs=Path(tmp) / "jobs", outputs=Path(tmp) / "outputs") as (url, _),
+            browser() as chromium,
+        ):
             page = open_distill_tab(chromium, url)
             steps_box = page.get_by_label("Steps", exact=True)
             steps_box.fill(str(steps))

@@ -36,15 +36,24 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(
-    model: str | None = None, device: str = "cpu", outputs: Path | None = None, models_dir: Path | None = None
+    model: str | None = None,
+    device: str = "cpu",
+    outputs: Path | None = None,
+    models_dir: Path | None = None,
+    jobs: Path | None = None,
 ) -> Iterator[tuple[str, object]]:
-    """Start the real app in this process on a free port; yields (url, LiveSessions)."""
+    """Start the real app in this process on a free port; yields (url, LiveSessions). Outputs and distillation jobs
+    go to a temporary folder unless given."""
     from app import AppConfig, build_app
     from pipelines.registry import MODELS_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
         config = AppConfig(
-            device=device, model=model, outputs=Path(outputs or tmp), models_dir=Path(models_dir or MODELS_DIR)
+            device=device,
+            model=model,
+            outputs=Path(outputs or tmp),
+            models_dir=Path(models_dir or MODELS_DIR),
+            jobs=Path(jobs or Path(tmp) / "jobs"),
         )
         demo, sessions = build_app(config)
         port = free_port()

@@ -150,12 +150,15 @@ def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_say
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
 def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_live_picker(tmp_path, monkeypatch):
-    from bench.distill_ui import job_status, open_distill_tab, running_distill_app, wait_for_status
-    from bench.e2e import browser, draw_stroke, wait_idle
+    from bench.distill_ui import job_status, open_distill_tab, wait_for_status
+    from bench.e2e import browser, draw_stroke, running_app, wait_idle
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     models = make_teacher_models(tmp_path / "models")
-    with running_distill_app(models, tmp_path / "jobs", tmp_path / "outputs") as (url, _), browser() as chromium:
+    with (
+        running_app(models_dir=models, jobs=tmp_path / "jobs", outputs=tmp_path / "outputs") as (url, _),
+        browser() as chromium,
+    ):
         page = open_distill_tab(chromium, url)
         page.get_by_label("a model of this app").check()
         page.get_by_label("Method").click()
