@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -446,9 +445,10 @@ def encode_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    os.replace(tmp.name, path)
+    partial = path.with_name(path.name + ".partial")  # a crash leaves no truncated .npz behind
+    with open(partial, "wb") as file:
+        np.savez_compressed(file, **arrays)
+    os.replace(partial, path)
 
 
 def resolve_edge_method(requested: str) -> str:
