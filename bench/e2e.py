@@ -44,9 +44,10 @@ def running_app(
 ) -> Iterator[tuple[str, object]]:
     """Start the real app in this process on a free port; yields (url, LiveSessions). Outputs and distillation jobs
     go to a temporary folder unless given."""
-    from app import AppConfig, build_app
+    from app import AppConfig, build_app, set_threads
     from pipelines.registry import MODELS_DIR
 
+    set_threads(0)  # as `python app.py` does: one core stays free for the browser and the web server
     with tempfile.TemporaryDirectory() as tmp:
         config = AppConfig(
             device=device,
@@ -133,7 +134,7 @@ def screenshot(url: str, path: Path) -> None:
         for line in HOUSE:
             draw_polyline(page, line)
         wait_idle(page)
-        page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1000})
+        page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1090})
 
 
 def wait_idle(page, timeout_s: float = 30.0) -> None:
