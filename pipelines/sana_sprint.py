@@ -655,7 +655,8 @@ def load_teacher(path: str, dtype: torch.dtype) -> SanaFlow:
 
 def load_components(spec: ModelSpec, dtype: torch.dtype) -> dict[str, Any]:
     """Every component a manifest names. Roles: base (a SanaSprintPipeline repo or folder: transformer, vae,
-    text_encoder, tokenizer), controlnet, vae_lite (DC-AE-Lite) and teacher, all but base optional."""
+    text_encoder, tokenizer), transformer (a distilled student's, replacing the base's), controlnet, vae_lite
+    (DC-AE-Lite) and teacher, all but base optional."""
     if "base" not in spec.components:
         raise ModelError(f"{spec.name}: the manifest names no 'base' component")
     base = spec.component_path("base")
@@ -665,6 +666,9 @@ def load_components(spec: ModelSpec, dtype: torch.dtype) -> dict[str, Any]:
         "transformer": _from_pretrained("base", base, SanaTransformer2DModel, subfolder="transformer", dtype=dtype),
         "vae": _from_pretrained("base", base, AutoencoderDC, subfolder="vae", dtype=dtype),
     }
+    if "transformer" in spec.components:  # a distilled student's transformer replaces the base's
+        path = spec.component_path("transformer")
+        c["transformer"] = _from_pretrained("transformer", path, SanaTransformer2DModel, dtype=dtype)
     if "vae_lite" in spec.components:
         c["vae_lite"] = _from_pretrained("vae_lite", spec.component_path("vae_lite"), AutoencoderDC, dtype=dtype)
     if "teacher" in spec.components:
@@ -838,14 +842,17 @@ class SanaSprintEngine:
         if spec.random_init:
             size = "tiny" if spec.random_init == "tiny" else "0.6b"
         else:
-            base = spec.component_path("base")
+            if "base" not in spec.components:
+                raise ModelError(f"{spec.name}: the manifest names no 'base' component (text encoder, VAE)")
+            # a distilled student names its own transformer folder; the base supplies the rest
+            role = "transformer" if "transformer" in spec.components else "base"
+            where = spec.component_path(role)
+            subfolder = "" if role == "transformer" else "transformer"
             config = guarded(
-                "base",
-                base,
+                role,
+                where,
                 "a transformer config",
-                lambda: SanaTransformer2DModel.load_config(
-                    base, subfolder="transformer", local_files_only=hub_offline()
-                ),
+                lambda: SanaTransformer2DModel.load_config(where, subfolder=subfolder, local_files_only=hub_offline()),
             )
             size = model_size(config)
         if str(device).startswith("cuda"):

@@ -1,6 +1,7 @@
 """SANA-Sprint engine: parity with diffusers' SanaSprintPipeline and SanaControlNetPipeline on tiny seeded weights,
 ControlNet wirings against plain reference compositions, the NVlabs converter, manifests, and bad input."""
 
+import copy
 import json
 import math
 
@@ -572,3 +573,33 @@ def test_sana_refine_on_pen_up_runs_the_teacher_through_the_host(registry):
     assert refined.status == "ok" and live.status == "ok"
     assert refined.image.size == live.image.size
     assert live.image.tobytes() != refined.image.tobytes()
+
+
+def test_sana_student_transformer_component_replaces_the_base_one(models_dir, parts, tmp_path):
+    """A distilled student's manifest (base + its own transformer folder, as distillation.export writes) loads and
+    draws with the student's weights; a manifest without a base is a clear ModelError."""
+    student = copy.deepcopy(parts["transformer"])
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    student.save_pretrained(models_dir / "student-transformer")
+    for name, components in {
+        "tiny-sana-student": {"base": "./sprint", "transformer": "./student-transformer"},
+        "tiny-sana-nobase": {"transformer": "./student-transformer"},
+    }.items():
+        lines = "\n".join(f'{role} = "{value}"' for role, value in components.items())
+        (models_dir / f"{name}.toml").write_text(MANIFEST.format(name=name, components=lines))
+    registry = Registry(models_dir=models_dir, allowed_roots=(models_dir,))
+    try:
+        engine = registry.load("tiny-sana-student", "cpu")
+        for a, b in zip(engine.transformer.parameters(), student.parameters(), strict=True):
+            torch.testing.assert_close(a, b)
+        prompt = engine.encode_prompt(PROMPT)
+        frame = engine.generate(prompt, engine.encode_control(sketch(1), SIZE), seed=1, steps=1, strength=1.0,
+                                resolution=SIZE)  # fmt: skip
+        assert frame.image.size == SIZE
+        with pytest.raises(ModelError, match="no 'base' component"):
+            registry.load("tiny-sana-nobase", "cpu")
+    finally:
+        for name in ("tiny-sana-student", "tiny-sana-nobase"):
+            (models_dir / f"{name}.toml").unlink()
