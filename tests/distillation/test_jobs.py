@@ -177,8 +177,8 @@ def test_jobs_cancel_then_resume_continues_from_the_checkpoint_and_the_sana_stud
     starts = [json.loads(line) for line in log.splitlines() if line.startswith('{"event": "start"')]
     assert [s["step"] for s in starts] == [0, stopped_at] and log.count("--resume latest") == 1
 
-    # The tiny Sana student is exported and listed, but the Sana backend loads a manifest's 'base' (tokenizer, Gemma,
-    # DC-AE and the transformer) and has no 'transformer' role for a student: the exported manifest cannot be served.
+    # The tiny Sana student is exported and listed; the Sana backend serves a student's 'transformer' only beside a
+    # 'base' (tokenizer, Gemma, DC-AE), which the tiny preset's export does not name: a clear error, not a KeyError.
     assert job.export == "listed" and models.get(job.name).backend == "sana"
     host = LiveHost(models, "cpu")
     try:
