@@ -681,7 +681,7 @@ def contact_sheet(root: Path, *, n: int = 16, columns: int = 4, seed: int = 0, s
     caption_h, gap = 28, 6
     rows = -(-len(picks) // columns)
     credits = [f"{name}: {info['credit']}" for name, info in manifest["sources"].items()]
-    width = columns * (2 * side + gap) + gap
+    width = max(columns * (2 * side + gap) + gap, max(round(font.getlength(line)) for line in credits) + 2 * gap)
     sheet = Image.new("RGB", (width, rows * (side + caption_h + gap) + gap + 14 * len(credits) + 4), "white")
     draw = ImageDraw.Draw(sheet)
     for k, pick in enumerate(picks):

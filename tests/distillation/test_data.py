@@ -17,6 +17,7 @@ from distillation.data import (
     _extract,
     augment_sketch,
     clipart_caption,
+    contact_sheet,
     encode_texts,
     is_heldout,
     main,
@@ -240,3 +241,12 @@ def test_missing_cairo_is_one_clear_error_not_every_svg_skipped(tmp_path, monkey
             prepare(cache=fake_cache(tmp_path / "cache"), out=tmp_path / "out", edges="canny", progress=False)
     finally:
         svg_renderer.cache_clear()
+
+
+def test_contact_sheet_shows_sketch_and_image_side_by_side(prepared):
+    root, _ = prepared
+    sheet = np.asarray(contact_sheet(root, n=2, columns=2, split="heldout"))  # the fixture holds out 4 of 5 pairs
+    assert sheet.shape[1] >= 2 * (2 * 64 + 6) and sheet.shape[0] > 64
+    tile = sheet[6 : 6 + 64, 6 : 6 + 128]
+    assert set(np.unique(tile[:, :64])) <= {0, 200, 255}  # the sketch half: ink, the frame, paper
+    assert len(np.unique(tile[:, 64:].reshape(-1, 3), axis=0)) > 3  # the colour half
