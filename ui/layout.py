@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from distillation.jobs import JobStore
-from pipelines.preprocess import InputError, extract_lines, fit, load_image
+from pipelines.preprocess import LINE_METHODS, InputError, extract_lines, fit, load_image
 from pipelines.registry import Registry
 from ui.canvas import CANVAS_SIZE, live_canvas
 from ui.distill_tab import build_distill_tab
@@ -97,7 +97,11 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
             with gr.Accordion("Start from a photo or drawing", open=False):
                 with gr.Row():
                     upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
-                    method = gr.Radio(["lineart", "canny", "none"], value="lineart", label="Turn into lines with")
+                    method = gr.Radio(
+                        [m for m in ("hed", "lineart", "canny", "none") if m in LINE_METHODS],
+                        value="lineart",
+                        label="Turn into lines with",
+                    )
                     preview = gr.Image(label="Lines preview", type="numpy", interactive=False)
                 use_sketch = gr.Button("Use as sketch")
             history = gr.Gallery(
