@@ -40,9 +40,17 @@ def request(version: int, session: str = "a", seed: int = 0, prompt: str = "cat"
 
 
 def test_ten_fast_requests_make_at_most_two_generations_and_the_last_is_shown():
-    run = SlowRun(delay=0.2)
+    gate = threading.Event()  # the engine is busy until all ten are submitted, however slow this machine is
+
+    class GatedRun(SlowRun):
+        def __call__(self, request):
+            gate.wait(5)
+            return super().__call__(request)
+
+    run = GatedRun(delay=0.0)
     worker = LatestWinsWorker(run)
     tickets = [worker.submit(request(v)) for v in range(1, 11)]
+    gate.set()
     frames = [t.wait(5) for t in tickets]
     worker.close()
     assert worker.generations <= 2
