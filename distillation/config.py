@@ -81,7 +81,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
-    warmup_steps: int = 0  # linear learning-rate warm-up, constant after
+    warmup_steps: int = 0  # linear learning-rate warm-up
+    schedule: str = "constant"  # after warm-up: "constant" or "cosine" (decays to 0 at max_steps)
     grad_clip: float = 1.0  # max global gradient norm per role update (SANA-Sprint: 0.1); 0 = no clipping
 
 
@@ -242,6 +243,7 @@ def _validate(cfg: JobConfig) -> None:
         "teacher.dtype": (cfg.teacher.dtype, DTYPES),
         "teacher.random": (cfg.teacher.random, RANDOM_SIZES),
         "data.kind": (cfg.data.kind, DATA_KINDS),
+        "optim.schedule": (cfg.optim.schedule, ("constant", "cosine")),
         "export.dtype": (cfg.export.dtype, DTYPES),
     }
     for key, (value, allowed) in choices.items():

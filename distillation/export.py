@@ -76,6 +76,12 @@ def merged_student(module: nn.Module, ema: Mapping[str, Tensor]) -> nn.Module:
     return student.eval().requires_grad_(False)
 
 
+NOTES = {
+    "trigflow": "A distilled TrigFlow consistency student (1-4 steps, no CFG: the guidance is distilled in).",
+    "flow": "A multi-step flow-matching model (Euler steps with classifier-free guidance): a teacher to distill.",
+}
+
+
 def export_student(
     *,
     teacher: Teacher,
@@ -90,6 +96,7 @@ def export_student(
     source: str = "",
     licence: str = "",
     components: Mapping[str, str] | None = None,
+    sampler: str = "trigflow",
 ) -> ExportResult:
     """Write models_dir/<name>/ (replacing an older export atomically) and models_dir/<name>.toml; `components`
     adds manifest entries the student shares with its base model (hub ids or folders: text encoder, decoder)."""
@@ -101,7 +108,7 @@ def export_student(
     weights = models_dir / name
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=models_dir))
     try:
-        written = teacher.export(student.to(DTYPES[dtype]), tmp)
+        written = teacher.export(student.to(DTYPES[dtype]), tmp, sampler)
         if weights.exists():
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=models_dir))
             os.replace(weights, old / name)
@@ -121,7 +128,7 @@ def export_student(
         "guidance": guidance,
         "source": source,
         "licence": licence or "inherits the teacher's licence",
-        "notes": "A distilled TrigFlow consistency student (1-4 steps, no CFG: the guidance is distilled in).",
+        "notes": NOTES[sampler],
     }
     if teacher.resolution:
         manifest["resolution"] = teacher.resolution

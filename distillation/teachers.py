@@ -100,7 +100,8 @@ class Teacher:
     layers: dict[str, int] = field(default_factory=dict)  # hookable feature layer (in `model`) -> channels
     default_blocks: tuple[int, ...] = ()
     decode: Callable[[Tensor], Tensor] = latent_to_images
-    save: Callable[[nn.Module, Path], dict[str, str]] | None = None
+    save: Callable[..., dict[str, str]] | None = None
+    samplers: tuple[str, ...] = ("trigflow",)  # what `export` can write (the backend's sampling modes)
 
     def features(self, blocks: Sequence[int] = ()) -> tuple[list[str], list[int]]:
         """LADD feature layers (names in `model`) and their channel counts; `blocks` index `layers` (() = default)."""
@@ -121,11 +122,16 @@ class Teacher:
         """TrigFlow-scale samples (b, ...) -> uint8 RGB (b, h, w, 3) for previews."""
         return self.decode(x0 / SIGMA_D)
 
-    def export(self, student: nn.Module, folder: Path) -> dict[str, str]:
-        """Write a student (a module shaped like `model`) under `folder`; returns manifest components -> subfolders."""
+    def export(self, student: nn.Module, folder: Path, sampler: str = "trigflow") -> dict[str, str]:
+        """Write a student (a module shaped like `model`) under `folder`; returns manifest components -> subfolders.
+        sampler: how the backend must sample it, "trigflow" (consistency steps) or "flow" (a multi-step flow model,
+        which only registered teachers that declare `samplers` including it can export)."""
         if self.save is None:
             raise TeacherError(f"teacher kind {self.kind!r} has no export format")
-        return self.save(student, folder)
+        if sampler not in self.samplers:
+            known = " or ".join(self.samplers)
+            raise TeacherError(f"teacher kind {self.kind!r} exports {known} models, not {sampler!r}")
+        return self.save(student, folder, sampler) if sampler != "trigflow" else self.save(student, folder)
 
 
 # ---- Sana ---------------------------------------------------------------------------------------------------------
@@ -474,19 +480,23 @@ class TeacherEntry:
     torch first). sample_shape / cond_shapes: per-sample shapes, or functions of the built model giving them;
     uncond_keys: zeroed for CFG's null branch; features: (layer name in the flow model, channels) a LADD
     discriminator may hook (token features (b, n, c)); to_images: unit-scale samples -> uint8 (b, h, w, 3);
-    save(flow_model, folder) -> manifest components (relative folders); backend: the registry backend.
+    save(flow_model, folder[, sampler]) -> manifest components (relative folders); samplers: what save can write
+    ("trigflow" students; "flow" for multi-step models from the flow_matching method); random_factory(size): the
+    module for teacher.random = size; backend: the registry backend.
     """
 
     factory: Callable[[str | None], nn.Module]
     sample_shape: Shape | Callable[[nn.Module], Shape]
     cond_shapes: Mapping[str, Shape] | Callable[[nn.Module], Mapping[str, Shape]] = field(default_factory=dict)
     uncond_keys: tuple[str, ...] = ()
-    features: tuple[tuple[str, int], ...] = ()
+    features: tuple[tuple[str, int], ...] | Callable[[nn.Module], tuple[tuple[str, int], ...]] = ()
     lora_targets: tuple[str, ...] = ()
     resolution: int = 0
     backend: str = ""
     to_images: Callable[[Tensor], Tensor] | None = None
-    save: Callable[[nn.Module, Path], dict[str, str]] | None = None
+    random_factory: Callable[[str], nn.Module] | None = None  # random ("tiny" | "full") -> module; None: factory(None)
+    save: Callable[..., dict[str, str]] | None = None
+    samplers: tuple[str, ...] = ("trigflow",)  # save(flow_model, folder, sampler) is called for the others
 
 
 REGISTERED: dict[str, TeacherEntry] = {}
@@ -518,15 +528,19 @@ def build_registered(name: str, *, path: str, random: str, random_seed: int) -> 
     if path and is_local(path) and not Path(path).expanduser().exists():
         raise TeacherError(f"teacher.path: {path} does not exist")
     torch.manual_seed(random_seed)
-    flow = entry.factory(None if random else path)
+    if random and entry.random_factory is not None:
+        flow = entry.random_factory(random)
+    else:
+        flow = entry.factory(None if random else path)
     sample_shape = tuple(entry.sample_shape(flow) if callable(entry.sample_shape) else entry.sample_shape)
     cond_shapes = entry.cond_shapes(flow) if callable(entry.cond_shapes) else entry.cond_shapes
+    features = entry.features(flow) if callable(entry.features) else entry.features
     decode = entry.to_images
     if decode is None:
         decode = pixels_to_images if len(sample_shape) == 3 and sample_shape[0] == 3 else latent_to_images
     save = _save_module(name)
     if entry.save is not None:
-        save = lambda student, folder: entry.save(student.flow_model, folder)  # noqa: E731
+        save = lambda student, folder, *sampler: entry.save(student.flow_model, folder, *sampler)  # noqa: E731
     return Teacher(
         kind=name,
         model=FlowAsTrigFlow(flow),
@@ -536,9 +550,10 @@ def build_registered(name: str, *, path: str, random: str, random_seed: int) -> 
         backend=entry.backend,
         resolution=entry.resolution or (sample_shape[-1] if len(sample_shape) == 3 else 0),
         lora_targets=tuple(entry.lora_targets),
-        layers={f"flow_model.{layer}": channels for layer, channels in entry.features},
+        layers={f"flow_model.{layer}": channels for layer, channels in features},
         decode=decode,
         save=save,
+        samplers=tuple(entry.samplers),
     )
 
 
@@ -554,16 +569,31 @@ def _sketch_tiny(path: str | None) -> nn.Module:
     return load_tiny(Path(path).expanduser())
 
 
-def _save_sketch_tiny(flow: nn.Module, folder: Path) -> dict[str, str]:
-    """save_tiny as a distilled student (kind "trigflow": TinyEngine samples it with consistency steps)."""
+def _random_sketch_tiny(size: str) -> nn.Module:
+    """random = "tiny": the 16 px test network; "full": the shipped architecture (TinyConfig's defaults, 128 px)."""
+    from pipelines.tiny import SketchTinyNet, TinyConfig
+
+    return _sketch_tiny(None) if size == "tiny" else SketchTinyNet(TinyConfig())
+
+
+def _save_sketch_tiny(flow: nn.Module, folder: Path, sampler: str = "trigflow") -> dict[str, str]:
+    """save_tiny with the config's kind = sampler: "trigflow" (a distilled student, consistency steps) or "flow"
+    (a teacher, Euler steps with CFG); TinyEngine reads it."""
     from pipelines.tiny import save_tiny
 
-    save_tiny(flow, folder, extra={"kind": "trigflow"})
+    save_tiny(flow, folder, extra={"kind": sampler})
     return {"weights": "."}
 
 
 def _tiny_side(flow: nn.Module) -> int:
     return flow.config.resolution
+
+
+def _tiny_features(flow: nn.Module) -> tuple[tuple[str, int], ...]:
+    """LADD's discriminator taps: the last encoder level, the middle, the first decoder level above it (conv maps,
+    read as raster-order tokens by DiscHeads)."""
+    chans, last = flow.config.channels, len(flow.config.channels) - 1
+    return ((f"down.{last}.0", chans[last]), ("mid.1", chans[last]), (f"up.{last - 1}.0", chans[1]))
 
 
 register_teacher(
@@ -572,8 +602,11 @@ register_teacher(
     sample_shape=lambda flow: (3, _tiny_side(flow), _tiny_side(flow)),
     cond_shapes=lambda flow: {"sketch": (1, _tiny_side(flow), _tiny_side(flow)), "text": (flow.config.text_dim,)},
     uncond_keys=("text",),
+    features=_tiny_features,
     backend="tiny",
     save=_save_sketch_tiny,
+    samplers=("trigflow", "flow"),
+    random_factory=_random_sketch_tiny,
 )
 
 

@@ -250,6 +250,16 @@ class PairsAsItems(torch.utils.data.Dataset):
         return {"x0": SIGMA_D * item["image"], "sketch": item["sketch"], "text": item["text_embedding"]}
 
 
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up over `warmup` steps, then 1 ("constant") or a half cosine
+    from 1 to 0 at `total` ("cosine")."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine" and total > warmup:
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+    return 1.0
+
+
 def make_batch(
     items: Sequence[Mapping[str, Tensor]],
     *,
@@ -577,9 +587,10 @@ class Trainer:
                     f"{step}, role {role}, loss {logs[f'{role}/loss']}, grad norm {float(grad_norm)})"
                 )
             return logs, False
-        warmup = self.cfg.optim.warmup_steps
+        factor = lr_factor(step, warmup=self.cfg.optim.warmup_steps, total=self.cfg.max_steps,
+                           schedule=self.cfg.optim.schedule)  # fmt: skip
         for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+            group["lr"] = group["base_lr"] * factor
         if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
@@ -671,13 +682,16 @@ class Trainer:
             ema = self.ema if pc.use_ema and self.ema else {n: p.detach() for n, p in student.params.items()}
             with swapped_weights(student.params, ema):
                 for steps in pc.steps:
-                    generator = torch.Generator(self.device).manual_seed(0)
-                    x0 = sample_trigflow(
-                        lambda x, t: student.module(x, t, cond),
-                        SIGMA_D * noise,
-                        get_trigflow_timesteps(steps),
-                        generator=generator,
-                    )
+                    if self.method.sampler == "flow":  # a flow model in training: Euler with the batch's CFG
+                        x0 = sample_teacher(student.module, SIGMA_D * noise, batch, steps)
+                    else:
+                        generator = torch.Generator(self.device).manual_seed(0)
+                        x0 = sample_trigflow(
+                            lambda x, t: student.module(x, t, cond),
+                            SIGMA_D * noise,
+                            get_trigflow_timesteps(steps),
+                            generator=generator,
+                        )
                     rows.append(self.teacher.to_images(x0))
         path = self.out / "previews" / f"step_{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -690,6 +704,7 @@ class Trainer:
 
         ec = self.cfg.export
         student = merged_student(self.roles["student"].module, self.ema)
+        verb = "distilled" if self.method.sampler == "trigflow" else "trained"
         result = export_student(
             teacher=self.teacher,
             student=student,
@@ -701,7 +716,8 @@ class Trainer:
             allowed_steps=ec.allowed_steps,
             guidance=ec.guidance,
             components=ec.components,
-            source=f"distilled by distillation.train ({self.cfg.method.name}, {self.step} steps) into {self.out}",
+            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps) into {self.out}",
+            sampler=self.method.sampler,
             licence=self.cfg.teacher.licence,
         )
         return {"event": "export", "manifest": str(result.manifest), "weights": str(result.weights),

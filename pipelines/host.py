@@ -56,12 +56,13 @@ class LiveHost:
             return self._engines[name]
 
     def can_refine(self, name: str) -> bool:
-        """Whether a model offers the multi-step refine-on-pen-up pass (SANA-Sprint's teacher)."""
+        """Whether a model offers the multi-step refine-on-pen-up pass (a teacher in its manifest: SANA-Sprint's, or
+        the small model's flow teacher)."""
         try:
             spec = self.registry.get(name)
         except ModelError:
             return False
-        return spec.backend == "sana" and "teacher" in spec.components
+        return spec.backend in ("sana", "tiny") and "teacher" in spec.components
 
     def loaded(self) -> list[str]:
         return list(self._engines)

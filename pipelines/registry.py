@@ -198,7 +198,9 @@ class Registry:
         statuses = [s for s in self.list() if s.state == "ready"]
         if not cuda:
             statuses = [s for s in statuses if s.spec.min_vram_gb == 0]
-        ranked = sorted(statuses, key=lambda s: (bool(s.spec.random_init), -s.spec.min_vram_gb))
+        # trained weights before random ones, bigger GPU models first, then the fewest default steps (a student
+        # before the teacher it was distilled from)
+        ranked = sorted(statuses, key=lambda s: (bool(s.spec.random_init), -s.spec.min_vram_gb, s.spec.steps))
         if not ranked:
             raise ModelError("no model is usable offline on this machine; see the Models tab")
         return ranked[0].spec.name

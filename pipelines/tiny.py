@@ -37,7 +37,7 @@ class TinyConfig:
 
     resolution: int = 128
     patch: int = 4  # space-to-depth before the first conv: 128x128x(3+1) -> 32x32x64
-    channels: tuple[int, ...] = (48, 96, 192)
+    channels: tuple[int, ...] = (32, 64, 128)
     blocks: int = 2  # residual blocks per level
     attention: bool = True  # one self-attention block at the lowest resolution
     emb_dim: int = 256
@@ -239,8 +239,19 @@ def to_pil(image: Tensor) -> Image.Image:
 class TinyEngine:
     """Engine protocol over SketchTinyNet: MiniLM prompt cache, control cache, fixed noise per seed."""
 
-    def __init__(self, model: SketchTinyNet, *, name: str, allowed_steps: tuple[int, ...], device: str):
+    refine_steps = 32  # Euler steps of the teacher's refine-on-pen-up pass
+
+    def __init__(
+        self,
+        model: SketchTinyNet,
+        *,
+        name: str,
+        allowed_steps: tuple[int, ...],
+        device: str,
+        teacher: SketchTinyNet | None = None,
+    ):
         self.model = model
+        self.teacher = teacher  # the multi-step flow model the student was distilled from (refine pass), if shipped
         self.name = name
         self.native_resolution = model.config.resolution
         self.allowed_steps = allowed_steps
@@ -254,8 +265,12 @@ class TinyEngine:
     def load(cls, spec: ModelSpec, device: str, dtype: str = "float32") -> TinyEngine:
         if "weights" not in spec.components:
             raise ModelError(f"{spec.name}: the manifest names no 'weights' component")
-        model = load_tiny(spec.component_path("weights"), device, getattr(torch, dtype or "float32"))
-        return cls(model, name=spec.name, allowed_steps=spec.allowed_steps, device=device)
+        torch_dtype = getattr(torch, dtype or "float32")
+        model = load_tiny(spec.component_path("weights"), device, torch_dtype)
+        teacher = None
+        if "teacher" in spec.components and model.config.kind == "trigflow":
+            teacher = load_tiny(spec.component_path("teacher"), device, torch_dtype)
+        return cls(model, name=spec.name, allowed_steps=spec.allowed_steps, device=device, teacher=teacher)
 
     def warmup(self, resolution: int) -> None:
         size = (self.native_resolution, self.native_resolution)
@@ -299,10 +314,22 @@ class TinyEngine:
 
     def generate(self, prompt: PromptCond, control: ControlCond, *, seed: int, steps: int, strength: float,
                  resolution: tuple[int, int]) -> GenResult:  # fmt: skip
+        return self._run(self.model, prompt, control, seed=seed, steps=steps, strength=strength, resolution=resolution)
+
+    def refine(self, prompt: PromptCond, control: ControlCond, *, seed: int, strength: float,
+               resolution: tuple[int, int], steps: int | None = None) -> GenResult:  # fmt: skip
+        """The refine-on-pen-up pass: the teacher's multi-step Euler sample (with CFG) from the seed's noise."""
+        if self.teacher is None:
+            raise ModelError(f"{self.name} has no teacher component for the refine pass")
+        return self._run(self.teacher, prompt, control, seed=seed, steps=steps or self.refine_steps,
+                         strength=strength, resolution=resolution)  # fmt: skip
+
+    def _run(self, model: SketchTinyNet, prompt: PromptCond, control: ControlCond, *, seed: int, steps: int,
+             strength: float, resolution: tuple[int, int]) -> GenResult:  # fmt: skip
         t0 = time.perf_counter()
         cond = {"sketch": control.tensors["sketch"] * strength, "text": prompt.tensors["text"]}
         generator = torch.Generator("cpu").manual_seed(seed + 1)
-        image = sample(self.model, cond, steps=steps, noise=self._noise_for(seed), null_text=self.null_text,
+        image = sample(model, cond, steps=steps, noise=self._noise_for(seed), null_text=self.null_text,
                        generator=generator)  # fmt: skip
         t1 = time.perf_counter()
         picture = to_pil(image[0])

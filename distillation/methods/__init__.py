@@ -2,6 +2,7 @@
 
 from distillation.methods.base import Method, RoleSpec
 from distillation.methods.dmd2 import DMD2
+from distillation.methods.flow_matching import FlowMatching
 from distillation.methods.ladd import LADD
 from distillation.methods.lcm import LCM
 from distillation.methods.scm import SCM
@@ -15,6 +16,7 @@ METHODS: dict[str, type[Method]] = {
     "dmd2": DMD2,
     "twinflow": TwinFlow,
     "lcm": LCM,
+    "flow_matching": FlowMatching,  # teacher pre-training on the same trainer
 }
 
-__all__ = ["DMD2", "LADD", "LCM", "METHODS", "SCM", "SCMLADD", "Method", "RoleSpec", "TwinFlow"]
+__all__ = ["DMD2", "FlowMatching", "LADD", "LCM", "METHODS", "SCM", "SCMLADD", "Method", "RoleSpec", "TwinFlow"]

@@ -46,6 +46,8 @@ class Method:
     """Base of the distillation methods (ARCHITECTURE.md, Method contract). No optimizers, devices or I/O here."""
 
     min_batch: int = 1
+    # how the trained "student" is sampled: "trigflow" (1-4 consistency steps) or "flow" (Euler on the flow ODE)
+    sampler: str = "trigflow"
 
     def roles(self) -> dict[str, RoleSpec]:
         """Role name -> RoleSpec."""

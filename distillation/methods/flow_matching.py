@@ -7,10 +7,8 @@ s from the logit-normal of SD3 (Esser et al. 2024, eq. 19) mixed with a little u
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from distillation.methods.base import Method, RoleSpec, mean_flat
 from pipelines.parameterization import (
@@ -38,34 +36,37 @@ def logit_normal_times(b: int, *, mean: float, std: float, uniform: float, like:
 
 
 class FlowMatching(Method):
-    """Role: model (trainable, new). The model has the methods' TrigFlow signature F(x_t / sigma_d, t, cond); the
-    loss is read back in flow units so the objective is exactly rectified flow's."""
+    """Role: student (trainable, a float32 copy of the teacher network). Pre-training starts from a teacher built with
+    `teacher.random = "full"` (seeded random weights of the real architecture) or fine-tunes a trained one. The model
+    has the methods' TrigFlow signature F(x_t / sigma_d, t, cond); the loss is read back in flow units so the
+    objective is exactly rectified flow's. The result is a multi-step flow model: previews and exports use Euler
+    sampling with CFG (`sampler = "flow"`), not consistency steps."""
+
+    sampler = "flow"
 
     def __init__(
         self,
         *,
-        build: Callable[[], nn.Module],
         p_uncond: float = 0.1,
         time_mean: float = 0.0,
         time_std: float = 1.0,
         uniform: float = 0.1,
         sigma_d: float = SIGMA_D,
     ):
-        self.build = build
         self.p_uncond = p_uncond  # condition dropout, so CFG can be used at sampling time
         self.time_mean, self.time_std = time_mean, time_std  # logit-normal location and scale
         self.uniform = uniform  # share of uniformly drawn times, so both ends of [0, 1] are trained
         self.sigma_d = sigma_d
 
     def roles(self) -> dict[str, RoleSpec]:
-        return {"model": RoleSpec(trainable=True, init="new", build=self.build)}
+        return {"student": RoleSpec(trainable=True, init="teacher")}
 
     def update_plan(self, step: int) -> list[str]:
-        return ["model"]
+        return ["student"]
 
     def loss(self, role: str, batch: dict, step: int) -> dict[str, Tensor]:
-        if role != "model":
-            raise ValueError(f"flow matching trains only 'model', not {role!r}")
+        if role != "student":
+            raise ValueError(f"flow matching trains only 'student', not {role!r}")
         x0 = batch["x0"] / self.sigma_d  # back to unit scale: x_s = (1 - s) x0 + s eps
         b = x0.shape[0]
         cond = batch.get("cond")
@@ -74,7 +75,7 @@ class FlowMatching(Method):
         s = logit_normal_times(b, mean=self.time_mean, std=self.time_std, uniform=self.uniform, like=x0)
         eps = torch.randn_like(x0)
         x_s = (1 - append_dims(s, x0)) * x0 + append_dims(s, x0) * eps
-        F = self.models["model"](trigflow_input_from_flow(x_s, s), trigflow_time_from_flow(s), cond)
+        F = self.models["student"](trigflow_input_from_flow(x_s, s), trigflow_time_from_flow(s), cond)
         v = flow_velocity_from_trigflow(x_s, F, s)
         loss = mean_flat((v - (eps - x0)) ** 2).mean()
         return {"loss": loss, "s_mean": s.mean().detach()}

@@ -37,21 +37,22 @@ def test_loss_is_rectified_flow_in_flow_units():
             eps = (x_s - (1 - s) * x0) / s
             return eps - x0
 
-    method = FlowMatching(build=lambda: FlowAsTrigFlow(Oracle()), p_uncond=0.0)
-    method.bind({"model": FlowAsTrigFlow(Oracle())})
-    assert method.loss("model", {"x0": SIGMA_D * x0}, 0)["loss"].item() < 1e-8
+    method = FlowMatching(p_uncond=0.0)
+    method.bind({"student": FlowAsTrigFlow(Oracle())})
+    assert method.loss("student", {"x0": SIGMA_D * x0}, 0)["loss"].item() < 1e-8
 
 
 def test_a_point_mass_is_learned():
     torch.manual_seed(0)
-    method = FlowMatching(build=lambda: FlowAsTrigFlow(Velocity()), p_uncond=0.0)
-    model = method.roles()["model"].build()
-    method.bind({"model": model})
+    method = FlowMatching(p_uncond=0.0)
+    assert method.roles()["student"].trainable and method.sampler == "flow"
+    model = FlowAsTrigFlow(Velocity())
+    method.bind({"student": model})
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     batch = {"x0": SIGMA_D * torch.full((64, 3, 2, 2), 0.5)}
-    first = method.loss("model", batch, 0)["loss"].item()
+    first = method.loss("student", batch, 0)["loss"].item()
     for step in range(200):
-        loss = method.loss("model", batch, step)["loss"]
+        loss = method.loss("student", batch, step)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -181,3 +181,14 @@ def test_lcm_target_is_an_ema_of_the_student(teacher, batch):
     for key, value in target.items():
         torch.testing.assert_close(value, 0.5 * before[key] + 0.5 * student[key])
     assert any(not torch.equal(target[k], before[k]) for k in target)
+
+
+def test_disc_heads_read_conv_maps_as_raster_order_tokens():
+    from distillation.heads import DiscHeads
+
+    torch.manual_seed(0)
+    heads = DiscHeads([6], hidden=8, kernel_size=3)
+    maps = torch.randn(2, 6, 3, 4)
+    tokens = maps.flatten(2).transpose(1, 2)  # (b, h*w, c)
+    assert heads([maps]).shape == (2, 12)
+    torch.testing.assert_close(heads([maps]), heads([tokens]))

@@ -224,8 +224,10 @@ def test_an_ema_role_tracks_its_role_after_every_step(tmp_path, lora_rank):
     assert set(trainer.roles) == {"student", "teacher", "target"} and target.ema_decay == 0.95
 
 
-def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path):
-    """data.kind = "sketch_pairs" (distillation.data.SketchPairs): x0 = sigma_d * image, cond sketch + text."""
+@pytest.mark.parametrize("method", ["scm", "scm_ladd"])
+def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path, method):
+    """data.kind = "sketch_pairs" (distillation.data.SketchPairs): x0 = sigma_d * image, cond sketch + text; LADD's
+    heads read the small net's conv maps."""
     rng = np.random.default_rng(0)
     root = tmp_path / "pairs"
     root.mkdir()
@@ -233,7 +235,8 @@ def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path):
     image = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(6) % 2)
     np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
-    overrides = ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", "--method.name=scm", "--optim.role_lr={}"]
+    overrides = ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", f"--method.name={method}"]
+    overrides += ["--optim.role_lr={}"] if method == "scm" else []
     overrides += ["--data.kind=sketch_pairs", f"--data.path={root}", "--data.guidance=[2.0]"]
     trainer = set_up(tmp_path / "run", "tiny_scm_ladd.toml", *overrides)
     item = trainer.dataset[1]
@@ -243,3 +246,50 @@ def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path):
     assert all(math.isfinite(v) for v in logs.values()) and "student/skipped" not in logs
     with pytest.raises(ConfigError, match="data.kind 'sketch_pairs' gives images"):
         set_up(tmp_path / "sana", "tiny_scm_ladd.toml", "--data.kind=sketch_pairs", f"--data.path={root}")
+
+
+def test_flow_matching_pretrains_the_small_teacher_and_exports_a_flow_model(tmp_path):
+    """method.name = "flow_matching" on teacher.random = "tiny": the student role is trained from random weights,
+    previews use Euler steps, and the export is a kind "flow" model the tiny backend samples with CFG."""
+    from pipelines.registry import Registry
+    from pipelines.tiny import TinyEngine
+
+    root = tmp_path / "pairs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    sketch = np.where(rng.random((6, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
+    image = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(6) % 2)
+    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    overrides = ["--teacher.random=tiny", f"--data.path={root}", "--max_steps=2", "--preview.every=2"]
+    overrides += ["--export.enabled=true"]
+    overrides += [f"--export.models_dir={tmp_path / 'models'}", "--export.dtype=float32"]
+    trainer = set_up(tmp_path / "run", "sketch_tiny_teacher.toml", *overrides)
+    assert set(trainer.roles) == {"student"} and trainer.method.sampler == "flow"
+    before = {n: p.detach().clone() for n, p in trainer.roles["student"].params.items()}
+    assert trainer.run() == 0
+    after = trainer.roles["student"].params
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    assert len(list((tmp_path / "run" / "previews").glob("*.png"))) == 2
+    config = json.loads((tmp_path / "models" / "sketch-tiny-teacher" / "config.json").read_text())
+    assert config["kind"] == "flow" and config["resolution"] == 16
+    manifest = (tmp_path / "models" / "sketch-tiny-teacher.toml").read_text()
+    assert "flow-matching model" in manifest and "trained by distillation.train (flow_matching, 2 steps)" in manifest
+    engine = Registry(tmp_path / "models", allowed_roots=(tmp_path,)).load("sketch-tiny-teacher", "cpu")
+    assert isinstance(engine, TinyEngine) and engine.model.config.kind == "flow"
+
+
+def test_a_sana_teacher_refuses_to_export_a_flow_model(tmp_path):
+    from distillation.teachers import TeacherError
+
+    teacher = build_teacher(kind="sana", random="tiny")
+    with pytest.raises(TeacherError, match="exports trigflow models, not 'flow'"):
+        teacher.export(teacher.model, tmp_path, "flow")
+
+
+def test_lr_factor_warms_up_then_holds_or_decays_by_half_cosine():
+    from distillation.trainer import lr_factor
+
+    assert [lr_factor(s, warmup=4, total=10, schedule="constant") for s in (0, 3, 9)] == [0.25, 1.0, 1.0]
+    cosine = [lr_factor(s, warmup=4, total=10, schedule="cosine") for s in (0, 3, 4, 7, 10)]
+    assert cosine[:3] == [0.25, 1.0, 1.0] and cosine[3] == pytest.approx(0.5) and cosine[4] == pytest.approx(0.0)

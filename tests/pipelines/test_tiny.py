@@ -6,7 +6,7 @@ import torch
 
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow, trigflow_denoise
 from pipelines.registry import ModelError, Registry
-from pipelines.tiny import SketchTinyNet, TinyConfig, TinyEngine, load_tiny, sample, save_tiny
+from pipelines.tiny import SketchTinyNet, TinyConfig, TinyEngine, load_tiny, sample, save_tiny, to_pil
 
 SMALL = TinyConfig(resolution=32, patch=2, channels=(16, 32), blocks=1, emb_dim=32)
 
@@ -97,3 +97,31 @@ def test_missing_weights_is_a_model_error(tmp_path):
     assert registry.status(registry.get("tiny-test")).state == "missing"
     with pytest.raises(ModelError, match="cannot be loaded"):
         registry.load("tiny-test", "cpu")
+
+
+def test_refine_runs_the_shipped_teacher_with_euler_steps(tmp_path):
+    """A student manifest with a 'teacher' component: generate() samples the student (consistency steps), refine()
+    the flow teacher at refine_steps Euler steps with CFG; without a teacher, refine is a ModelError."""
+    student = randomised(TinyConfig(**{**SMALL.__dict__, "kind": "trigflow"}), seed=0)
+    teacher = randomised(SMALL, seed=1)
+    save_tiny(student, tmp_path / "weights")
+    save_tiny(teacher, tmp_path / "teacher")
+    (tmp_path / "s.toml").write_text(
+        'name = "s"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1, 2]\n'
+        'dtype = "float32"\n[components]\nweights = "./weights"\nteacher = "./teacher"\n'
+    )
+    manifest(tmp_path, name="plain")
+    registry = Registry(tmp_path, allowed_roots=(tmp_path,))
+    engine = registry.load("s", "cpu")
+    engine.refine_steps = 3
+    prompt = engine.encode_prompt("")
+    control = engine.encode_control(np.zeros((32, 32, 3), np.uint8), (32, 32))
+    refined = engine.refine(prompt, control, seed=5, strength=1.0, resolution=(32, 32))
+    c = {"sketch": control.tensors["sketch"], "text": engine.null_text}
+    noise, null = engine._noise_for(5), engine.null_text
+    expected = sample(load_tiny(tmp_path / "teacher"), c, steps=3, noise=noise, null_text=null)
+    assert np.array_equal(np.asarray(refined.image), np.asarray(to_pil(expected[0])))
+    live = engine.generate(prompt, control, seed=5, steps=1, strength=1.0, resolution=(32, 32))
+    assert not np.array_equal(np.asarray(live.image), np.asarray(refined.image))
+    with pytest.raises(ModelError, match="no teacher component"):
+        registry.load("plain", "cpu").refine(prompt, control, seed=5, strength=1.0, resolution=(32, 32))
