@@ -6,6 +6,7 @@ python -m bench.latency --model sd-turbo-scribble --decoder taesd --optimized --
 python -m bench.latency --backend sdxl-turbo --random-weights --compare --json   # eager vs channels_last+compile
 python -m bench.latency --backend sana-sprint-0.6b --random-weights --resolution 1024 --device cuda --json
 python -m bench.latency --backend sana-sprint-1.6b --config tiny --device cpu --threads 1 --json   # tiny, any CPU
+python -m bench.latency --model sketch-tiny --device cpu --json   # the offline default + its teacher@32 / student@1
 
 Sana backends run eager and optimized (bf16, channels_last + compiled DC-AE, CUDA graphs) in the same run unless
 --eager or --optimized is given; their stages are control (DC-AE encode of a new sketch), denoise (ControlNet +
@@ -61,7 +62,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Any, str, str]:
     from pipelines.registry import Registry
 
     if args.model:
-        registry = Registry()
+        registry = Registry(args.models_dir) if args.models_dir else Registry()
         return registry.load(args.model, args.device, args.dtype), registry.get(args.model).backend, args.model
     if args.backend in SANA_BACKENDS:
         return build_sana_engine(args), args.backend, f"{args.backend}-random-{args.config}"
@@ -103,7 +104,7 @@ def build_sana_engine(args: argparse.Namespace) -> Any:
 
 def parameters_m(engine: Any) -> dict[str, float]:
     """Millions of parameters per network (proof that a random-weight run is real-size)."""
-    names = ("transformer", "controlnet", "vae", "vae_lite", "text_encoder", "unet", "taesd")
+    names = ("transformer", "controlnet", "vae", "vae_lite", "text_encoder", "unet", "taesd", "model", "teacher")
     modules = {name: getattr(engine, name, None) for name in names}
     return {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in modules.items() if m is not None}
 
@@ -134,14 +135,15 @@ def measure(engine: Any, *, resolution: int, steps: int, iters: int, warmup: int
             continue
         totals.append((time.perf_counter() - start) * 1e3)
         for stage in STAGES:
-            stages[stage].append(result.timings[stage])
+            if stage in result.timings:  # the small pixel model has no prompt/control stages inside generate
+                stages[stage].append(result.timings[stage])
     peak = torch.cuda.max_memory_allocated(torch.device(device)) / 2**20 if device.startswith("cuda") else None
     return {
         "p50_ms": percentile(totals, 0.5),
         "p95_ms": percentile(totals, 0.95),
         "mean_ms": statistics.fmean(totals),
         "fps_p50": 1e3 / percentile(totals, 0.5),
-        "stages_p50_ms": {stage: percentile(values, 0.5) for stage, values in stages.items()},
+        "stages_p50_ms": {stage: percentile(values, 0.5) for stage, values in stages.items() if values},
         "peak_memory_mb": peak,
         "warmup_s": warmup_s,
         "image_size": list(result.image.size),  # what was generated (a Sana engine snaps to its resolution bins)
@@ -157,6 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--random-weights", action="store_true", help="seeded random weights (default size: full)")
     source.add_argument("--config", choices=("tiny", "full"), default=None, help="random-weight size (implies it)")
     source.add_argument("--model", default=None, help="a manifest name from assets/models instead of random weights")
+    source.add_argument("--models-dir", default=None, help="manifest folder for --model (default assets/models)")
     run = parser.add_argument_group("how")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument(
@@ -175,6 +178,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--compare", action="store_true", help="eager, then optimized, in the same run")
     run.add_argument("--eager", action="store_true", help="eager only (Sana backends otherwise imply --compare)")
     run.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    run.add_argument("--teacher-steps", type=int, default=32, help="small model: also time its teacher (0 = no)")
     args = parser.parse_args(argv)
     if args.model and (args.random_weights or args.config):
         parser.error("--model loads a manifest; it does not combine with --random-weights / --config")
@@ -190,6 +194,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.iters < 1 or args.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
     return args
+
+
+def measure_teacher(engine: Any, *, steps: int, iters: int) -> dict[str, Any]:
+    """The shipped teacher of a small-model student (TinyEngine.refine: Euler + CFG), same sketches and prompt."""
+    resolution = engine.native_resolution
+    size = (resolution, resolution)
+    prompt = engine.encode_prompt(PROMPT)
+    totals = []
+    for i, sketch in enumerate(sketches(iters + 1, resolution, seed=1)):
+        start = time.perf_counter()
+        engine.refine(prompt, engine.encode_control(sketch, size), seed=i, strength=1.0, resolution=size, steps=steps)
+        if i:
+            totals.append((time.perf_counter() - start) * 1e3)
+    return {"steps": steps, "iters": iters, "p50_ms": percentile(totals, 0.5), "p95_ms": percentile(totals, 0.95)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.optimized:
             engine.optimize()
         report.update(measure(engine, **run))
+    if getattr(engine, "teacher", None) is not None and backend == "tiny" and args.teacher_steps:
+        report["teacher"] = measure_teacher(engine, steps=args.teacher_steps, iters=max(3, args.iters // 4))
+        report["teacher_over_student_p50"] = report["teacher"]["p50_ms"] / report["p50_ms"]
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
 

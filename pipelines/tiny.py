@@ -240,6 +240,8 @@ class TinyEngine:
     """Engine protocol over SketchTinyNet: MiniLM prompt cache, control cache, fixed noise per seed."""
 
     refine_steps = 32  # Euler steps of the teacher's refine-on-pen-up pass
+    decoder = "none"  # pixel space: no VAE
+    attention = "sdpa"
 
     def __init__(
         self,
@@ -251,6 +253,7 @@ class TinyEngine:
         teacher: SketchTinyNet | None = None,
     ):
         self.model = model
+        self.default_steps = allowed_steps[0] if allowed_steps else 1
         self.teacher = teacher  # the multi-step flow model the student was distilled from (refine pass), if shipped
         self.name = name
         self.native_resolution = model.config.resolution
@@ -270,7 +273,15 @@ class TinyEngine:
         teacher = None
         if "teacher" in spec.components and model.config.kind == "trigflow":
             teacher = load_tiny(spec.component_path("teacher"), device, torch_dtype)
-        return cls(model, name=spec.name, allowed_steps=spec.allowed_steps, device=device, teacher=teacher)
+        engine = cls(model, name=spec.name, allowed_steps=spec.allowed_steps, device=device, teacher=teacher)
+        engine.default_steps = spec.steps
+        return engine
+
+    def optimize(self) -> None:
+        """channels_last for the convolutions (the CPU path's only cheap win; torch.compile is not worth its start)."""
+        for model in (self.model, self.teacher):
+            if model is not None:
+                model.to(memory_format=torch.channels_last)
 
     def warmup(self, resolution: int) -> None:
         size = (self.native_resolution, self.native_resolution)
