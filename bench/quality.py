@@ -70,6 +70,7 @@ def grid(sketches: np.ndarray, columns: dict[str, np.ndarray], rows: int = 6) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sketch-tiny", help="student manifest (its 'teacher' component is used)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="manifest folder (default assets/models)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "sketch_tiny")
     parser.add_argument("--n", type=int, default=200, help="held-out pairs to score")
     parser.add_argument("--teacher-steps", default="1,2,4,8,32")
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    registry = Registry()
+    registry = Registry(args.models_dir) if args.models_dir else Registry()
     spec = registry.get(args.model)
     if "teacher" not in spec.components:
         raise ModelError(f"{spec.name}: the manifest names no 'teacher' component to compare with")
