@@ -16,7 +16,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def fmt(value) -> str:
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
@@ -62,8 +62,36 @@ TABLES = {
         ("p95 ms", "p95_ms"),
         ("denoise p50", "stages_p50_ms.denoise"),
         ("decode p50", "stages_p50_ms.decode"),
+        ("threads", "threads"),
+        ("teacher steps", "teacher.steps"),
+        ("teacher p50 ms", "teacher.p50_ms"),
+        ("teacher / student", "teacher_over_student_p50"),
     ],
 }
+
+
+def quality_rows(reports: list[dict]) -> list[dict]:
+    """One row per sampler@steps of each bench.quality report."""
+    rows = []
+    for r in reports:
+        for key, fd in r["fd_effnet"].items():
+            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": key, "fd": fd,
+                         "kid": r.get("kid_effnet", {}).get(key, ""), "f1": r["edge_f1"].get(key, "")})  # fmt: skip
+        if "real images" in r["edge_f1"]:
+            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": "real images (reference)",
+                         "fd": "", "kid": "", "f1": r["edge_f1"]["real images"]})  # fmt: skip
+    return rows
+
+
+QUALITY_COLUMNS = [
+    ("file", "_file"),
+    ("model", "model"),
+    ("held-out pairs", "n"),
+    ("sampler@steps", "run"),
+    ("FD-EffNetLite0 (not comparable to FID)", "fd"),
+    ("KID-EffNetLite0", "kid"),
+    ("edge F1 vs sketch", "f1"),
+]
 
 
 def load(prefix: str) -> list[dict]:
@@ -120,7 +148,9 @@ def render(readme: str) -> str:
         rows = load(name)
         body = table(rows, columns) if rows else "_no results yet: run the command above_"
         readme = replace_block(readme, f"bench:{name}", body)
-    return readme
+    rows = quality_rows(load("quality"))
+    body = table(rows, QUALITY_COLUMNS) if rows else "_no results yet: run the command above_"
+    return replace_block(readme, "bench:quality", body)
 
 
 def main(argv: list[str] | None = None) -> int:

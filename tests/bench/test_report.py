@@ -1,0 +1,20 @@
+"""bench.report: README blocks rebuilt from bench JSON (quality rows per sampler@steps, markers kept)."""
+
+from bench.report import QUALITY_COLUMNS, quality_rows, replace_block, table
+
+
+def test_quality_rows_list_every_sampler_and_the_real_image_reference():
+    report = {"_file": "quality_x.json", "model": "m", "n": 3, "fd_effnet": {"teacher@32": 12.5, "student@1": 13.25},
+              "kid_effnet": {"teacher@32": 0.01, "student@1": 0.02},
+              "edge_f1": {"teacher@32": 0.5, "student@1": 0.45, "real images": 0.8}}  # fmt: skip
+    rows = quality_rows([report])
+    assert [r["run"] for r in rows] == ["teacher@32", "student@1", "real images (reference)"]
+    markdown = table(rows, QUALITY_COLUMNS)
+    assert "| quality_x.json | m | 3 | student@1 | 13.2 | 0.020 | 0.450 |" in markdown
+
+
+def test_replace_block_keeps_the_markers_and_the_text_around_them():
+    readme = "a\n<!-- bench:quality:begin -->\nold\n<!-- bench:quality:end -->\nb\n"
+    assert replace_block(readme, "bench:quality", "new") == (
+        "a\n<!-- bench:quality:begin -->\nnew\n<!-- bench:quality:end -->\nb\n"
+    )
