@@ -9,6 +9,7 @@ config.json for registered modules) and models_dir/<name>.toml, then asks the re
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -109,6 +110,11 @@ def export_student(
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=models_dir))
     try:
         written = teacher.export(student.to(DTYPES[dtype]), tmp, sampler)
+        config = tmp / "config.json"
+        if sampler == "flow" and guidance > 0 and config.is_file():  # a flow model samples with its own CFG default
+            data = json.loads(config.read_text())
+            if "default_guidance" in data:
+                config.write_text(json.dumps({**data, "default_guidance": guidance}, indent=2))
         if weights.exists():
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=models_dir))
             os.replace(weights, old / name)

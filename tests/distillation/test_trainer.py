@@ -273,6 +273,7 @@ def test_flow_matching_pretrains_the_small_teacher_and_exports_a_flow_model(tmp_
     assert len(list((tmp_path / "run" / "previews").glob("*.png"))) == 2
     config = json.loads((tmp_path / "models" / "sketch-tiny-teacher" / "config.json").read_text())
     assert config["kind"] == "flow" and config["resolution"] == 16
+    assert config["default_guidance"] == 4.0  # the preset's export.guidance: the CFG its Euler sampling uses
     manifest = (tmp_path / "models" / "sketch-tiny-teacher.toml").read_text()
     assert "flow-matching model" in manifest and "trained by distillation.train (flow_matching, 2 steps)" in manifest
     engine = Registry(tmp_path / "models", allowed_roots=(tmp_path,)).load("sketch-tiny-teacher", "cpu")
