@@ -23,7 +23,8 @@ from pipelines.registry import is_local
 PRECISIONS = ("no", "bf16", "fp16")
 DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
-DATA_KINDS = ("synthetic", "sketch_pairs")
+DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
+DATA_SKETCHES = ("canny", "lineart", "hed")  # image_folder line extractors (distillation.data.folder_lines)
 # Keys a resumed job may change (schedules of side effects, not of the training state).
 RESUMABLE_KEYS = frozenset(
     {"max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "nan_budget", "preview", "export"}
@@ -90,12 +91,15 @@ class OptimConfig:
 class DataConfig:
     """Where x0 and the conditions come from."""
 
-    kind: str = "synthetic"  # "synthetic": random latents + caption embeddings; "sketch_pairs": distillation.data
-    path: str = ""  # sketch_pairs: the prepared folder (data/sketch_tiny/128)
+    kind: str = "synthetic"  # "synthetic": random latents + caption embeddings; "sketch_pairs": distillation.data;
+    # "image_folder": a folder of images with optional same-stem .txt captions, prepared once (data.prepare_folder)
+    path: str = ""  # sketch_pairs: the prepared folder (data/sketch_tiny/128); image_folder: the images' folder
+    sketch: str = "canny"  # image_folder: line extractor "canny" | "lineart" | "hed" (HED needs its weights)
+    cache: str = ""  # image_folder: where prepared copies are kept; "" = data/cache/folders
     size: int = 64  # synthetic: items in the pool
     seed: int = 0  # synthetic pool and sampler permutations
     text_tokens: int = 8  # synthetic: caption length
-    augment: bool = False  # sketch_pairs: hand-drawn sketch variants
+    augment: bool = False  # sketch_pairs, image_folder: hand-drawn sketch variants
     guidance: tuple[float, ...] = ()  # teacher CFG scales drawn per sample (Sprint: 4, 4.5, 5); () = no CFG
 
 
@@ -243,6 +247,7 @@ def _validate(cfg: JobConfig) -> None:
         "teacher.dtype": (cfg.teacher.dtype, DTYPES),
         "teacher.random": (cfg.teacher.random, RANDOM_SIZES),
         "data.kind": (cfg.data.kind, DATA_KINDS),
+        "data.sketch": (cfg.data.sketch, DATA_SKETCHES),
         "optim.schedule": (cfg.optim.schedule, ("constant", "cosine")),
         "export.dtype": (cfg.export.dtype, DTYPES),
     }
@@ -273,11 +278,24 @@ def _validate(cfg: JobConfig) -> None:
     missing = {
         key: value for key, value in folders.items() if is_local(value) and not Path(value).expanduser().exists()
     }
-    if cfg.data.kind == "sketch_pairs" and not Path(cfg.data.path).expanduser().exists():
+    if cfg.data.kind in ("sketch_pairs", "image_folder") and not (
+        cfg.data.path and Path(cfg.data.path).expanduser().exists()
+    ):
         missing["data.path"] = cfg.data.path or "''"
     if missing:
         key, value = next(iter(missing.items()))
         raise ConfigError(f"{key}: {value} does not exist")
+    if cfg.data.kind == "image_folder":
+        if not Path(cfg.data.path).expanduser().is_dir():
+            raise ConfigError(f"data.path: {cfg.data.path} is not a folder (give the folder that holds the images)")
+        if cfg.data.sketch == "hed":
+            from pipelines.hed import HED, INSTALL_HINT
+
+            if not HED.available():
+                raise ConfigError(
+                    f"data.sketch: 'hed' needs the HED weights, which are not installed ({INSTALL_HINT}); "
+                    "use data.sketch = 'canny' (or 'lineart') instead"
+                )
     if cfg.teacher.controlnet and not cfg.teacher.random and not cfg.teacher.controlnet_path:
         raise ConfigError("teacher.controlnet_path: needed for a ControlNet teacher without teacher.random")
 
@@ -342,6 +360,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def with_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`config_to_dict` data from an older version of this module with the keys added since filled in with their
+    defaults, so a checkpoint written before a key existed resumes as long as the key keeps its default."""
+    return _merge(config_to_dict(JobConfig()), data)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        inner = base.get(key)
+        merged[key] = _merge(inner, value) if isinstance(value, Mapping) and isinstance(inner, Mapping) else value
+    return merged
 
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

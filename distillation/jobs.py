@@ -15,7 +15,9 @@ adopts a live one by pid (checked against the process start time, so a reused pi
 Estimate (`JobStore.estimate`: a probe subprocess runs the job's own settings for PROBE_STEPS steps):
     weights = P_frozen x bytes(teacher.dtype) + P_trainable x 20 B     (fp32 weight, gradient, AdamW m and v, EMA)
     memory  = max(probe peak, weights) + P_student x 4 B               (+ the float32 student copy the export makes)
-    time    = setup + max_steps x s/step     (s/step: mean of the probe's steps after the first; previews excluded)
+    time    = setup + max_steps x s/step     (s/step: mean of the probe's steps after the first; previews excluded;
+                                              setup includes preparing an image folder the first time: the probe
+                                              leaves it in the shared cache, so the job itself reuses it)
     disk    = (keep_checkpoints + 1) x P_trainable x 16 B + P_student x bytes(export.dtype)
 P_student is the teacher network's size (the student is shaped like the teacher). The probe peak is the process's
 peak resident memory on a CPU and the peak allocated CUDA memory on a GPU.
@@ -47,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from distillation.checkpoint import PREFIX, checkpoints
-from distillation.config import ConfigError, JobConfig, load_config
+from distillation.config import DATA_SKETCHES, ConfigError, JobConfig, load_config
+from distillation.data import FOLDER_SUFFIXES, DataError, folder_sketches, list_images  # noqa: F401 (the tab's)
 from distillation.trainer import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Trainer
 from pipelines.registry import ModelError, ModelSpec, Registry, hub_offline, is_local
 
@@ -314,7 +317,19 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def check_data(cfg: JobConfig) -> None:
-    """Refuse a sketch-pairs folder with no pairs, unreadable files or arrays of the wrong shapes."""
+    """Refuse an image folder with no images, and a sketch-pairs folder with no pairs, unreadable files or arrays of
+    the wrong shapes."""
+    if cfg.data.kind == "image_folder":
+        root = Path(cfg.data.path).expanduser()
+        try:
+            images = list_images(root)
+        except DataError as error:
+            raise JobError(f"data.path: {error}") from error
+        if not images:
+            hint = " (it holds prepared pairs: choose those instead)" if (root / "train.npz").is_file() else ""
+            raise JobError(f"data.path: no images in {root}{hint}; looked for {'/'.join(FOLDER_SUFFIXES)} files "
+                           "there and in its subfolders")  # fmt: skip
+        return
     if cfg.data.kind != "sketch_pairs":
         return
     root = Path(cfg.data.path).expanduser()
@@ -322,9 +337,8 @@ def check_data(cfg: JobConfig) -> None:
         images = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if root.is_dir() else []
         if images:
             raise JobError(
-                f"data.path: {root} holds {len(images)} images but no prepared pairs (train.npz). The trainer reads "
-                "only folders made by `python -m distillation.data prepare`; folders of your own images with .txt "
-                "captions are not supported yet"
+                f"data.path: {root} holds {len(images)} images but no prepared pairs (train.npz): to train on them, "
+                "choose the data 'a folder of images' (data.kind = 'image_folder'), which prepares them itself"
             )
         raise JobError(
             f"data.path: no data in {root} (no train.npz); make it with: python -m distillation.data prepare"
@@ -388,6 +402,7 @@ def job_overrides(
     data: str = "",
     data_path: str = "",
     augment: bool = False,
+    sketch: str = "canny",
     steps: int | None = None,
     lr: float | None = None,
     batch: int | None = None,
@@ -396,7 +411,8 @@ def job_overrides(
     """The Distill tab's choices as overrides of `preset`. teacher: preset | model (a registry name) | hub (an id) |
     folder, with a ControlNet (hub id or folder; "" = none) for hub and folder teachers; a method other than the
     preset's starts from that method's defaults (the preset's method options and per-role learning rates are
-    dropped); data: "" (the preset's), synthetic or sketch_pairs (a prepared folder)."""
+    dropped); data: "" (the preset's), synthetic, sketch_pairs (a prepared folder) or image_folder (a folder of
+    images with optional .txt captions; `sketch` is its line extractor)."""
     base = load_preset(preset)
     out: list[str] = []
     if teacher == "model":
@@ -432,8 +448,16 @@ def job_overrides(
             raise JobError("data: give the prepared sketch-pairs folder (python -m distillation.data prepare)")
         path = str(Path(data_path.strip()).expanduser().resolve())
         out += ["--data.kind=sketch_pairs", f"--data.path={toml_string(path)}", f"--data.augment={augment!r}".lower()]
+    elif data == "image_folder":
+        if not data_path.strip():
+            raise JobError("data: give the folder of your images (each with an optional same-name .txt caption)")
+        if sketch not in DATA_SKETCHES:
+            raise JobError(f"sketch extractor {sketch!r}: one of {', '.join(DATA_SKETCHES)}")
+        path = str(Path(data_path.strip()).expanduser().resolve())
+        out += ["--data.kind=image_folder", f"--data.path={toml_string(path)}", f"--data.sketch={toml_string(sketch)}",
+                f"--data.augment={augment!r}".lower()]  # fmt: skip
     elif data:
-        raise JobError(f"data {data!r}: synthetic or sketch_pairs (the kinds the trainer reads)")
+        raise JobError(f"data {data!r}: synthetic, sketch_pairs or image_folder (the kinds the trainer reads)")
     numbers = {"max_steps": (steps, int), "optim.lr": (lr, float), "batch_size": (batch, int),
                "student.lora_rank": (lora_rank, int)}  # fmt: skip
     out += [f"--{key}={cast(value)!r}" for key, (value, cast) in numbers.items() if value is not None]
@@ -640,7 +664,7 @@ class JobStore:
 
     def estimate(self, preset: str | Path, overrides: Sequence[str] = (), *, timeout: float = 600.0) -> Estimate:
         """Probe these settings in a subprocess (PROBE_STEPS real steps) and remember the Estimate for launch()."""
-        path, overrides, _ = self._checked(preset, overrides)
+        path, overrides, cfg = self._checked(preset, overrides)
         busy = self.running()
         if busy is not None and self.gpus > 0:
             raise JobError(f"the GPU is busy with job {busy.id}: estimate when it is done (or launch without one)")
@@ -648,7 +672,10 @@ class JobStore:
         try:
             done = subprocess.run(argv, cwd=ROOT, env=self._env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise JobError(f"the probe took over {timeout:.0f} s; no estimate") from error
+            why = ""
+            if cfg.data.kind == "image_folder":
+                why = " (it prepares the image folder first, which takes long for many images: launch without one)"
+            raise JobError(f"the probe took over {timeout:.0f} s; no estimate{why}") from error
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         try:
             result = json.loads(lines[-1]) if lines else {}

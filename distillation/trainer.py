@@ -44,7 +44,14 @@ from distillation.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from distillation.config import RESUMABLE_KEYS, ConfigError, JobConfig, changed_keys, config_to_dict
+from distillation.config import (
+    RESUMABLE_KEYS,
+    ConfigError,
+    JobConfig,
+    changed_keys,
+    config_to_dict,
+    with_defaults,
+)
 from distillation.methods import METHODS, Method
 from distillation.methods.base import teacher_F
 from distillation.teachers import Teacher, TeacherError, build_teacher, trainable_copy
@@ -492,22 +499,34 @@ class Trainer:
         dc = self.cfg.data
         if dc.kind == "synthetic":
             return self.teacher.synthetic(size=dc.size, seed=dc.seed)
-        from distillation.data import DataError, SketchPairs
+        from distillation.data import DataError, SketchPairs, folder_summary, prepare_folder
 
         wanted = {"sketch", "text"}
         if set(self.teacher.cond_shapes) != wanted or self.teacher.sample_shape[0] != 3:
             takes = f"{self.teacher.sample_shape} samples with {sorted(self.teacher.cond_shapes)}"
             raise ConfigError(
-                f"data.kind 'sketch_pairs' gives images with 'sketch' and 'text' conditions; teacher kind "
+                f"data.kind {dc.kind!r} gives images with 'sketch' and 'text' conditions; teacher kind "
                 f"{self.teacher.kind!r} takes {takes}"
             )
         try:
-            return PairsAsItems(SketchPairs(dc.path, "train", augment=dc.augment))
+            path = dc.path
+            if dc.kind == "image_folder":  # prepared once at the teacher's sample size, then read like sketch pairs
+                with self.accelerator.main_process_first():
+                    root, manifest = prepare_folder(dc.path, resolution=self.teacher.sample_shape[-1],
+                                                    sketch=dc.sketch, cache=dc.cache or None,
+                                                    progress=self.is_main)  # fmt: skip
+                path = root
+                if self.is_main:
+                    print(f"data: {folder_summary(manifest)}; {'reused' if manifest['reused'] else 'prepared'} "
+                          f"{root}", file=sys.stderr, flush=True)  # fmt: skip
+                self.emit({"event": "data", "kind": dc.kind, "path": str(root), "reused": manifest["reused"],
+                           "counts": manifest["counts"]})  # fmt: skip
+            return PairsAsItems(SketchPairs(path, "train", augment=dc.augment))
         except DataError as error:
             raise ConfigError(f"data.path: {error}") from error
 
     def check_resumable(self, state: TrainState) -> None:
-        changed = changed_keys(state.config, config_to_dict(self.cfg))
+        changed = changed_keys(with_defaults(state.config), config_to_dict(self.cfg))
         fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS]
         if fixed:
             raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {state.step}")

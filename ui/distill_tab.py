@@ -22,6 +22,7 @@ from distillation.jobs import (
     JobError,
     JobStore,
     Progress,
+    folder_sketches,
     job_overrides,
     load_preset,
     presets,
@@ -43,16 +44,25 @@ TEACHER_SOURCES = [
 DATA_KINDS = [
     ("synthetic: random samples and conditions of the teacher's shapes (built in, offline)", "synthetic"),
     ("prepared sketch pairs: the bundled offline sets (OpenMoji, Open Clip Art, Tux Paint)", "sketch_pairs"),
+    ("a folder of your images, each with an optional same-name .txt caption", "image_folder"),
 ]
+SKETCH_TITLES = {
+    "canny": "Canny edges",
+    "lineart": "line art (dark strokes of drawings)",
+    "hed": "HED (learned edges)",
+}
 DATA_NOTE = (
     "Sketch pairs are made by `python -m distillation.data fetch`, then `prepare --resolution 128 --edges "
-    "auto|hed|canny` (the sketch extractor runs there: the sources' own outlines, else HED or Canny lines). "
-    "**Not yet:** folders of your own images with .txt captions: the trainer reads only synthetic data and "
-    "prepared pairs."
+    "auto|hed|canny` (the sources' own outlines, else HED or Canny lines). A folder of images (png, jpg, webp, bmp; "
+    "subfolders too) is prepared by the job itself on first use, or by its estimate: centre-cropped to the "
+    "teacher's size, sketches drawn by the chosen extractor, captions embedded; an image without a caption (or "
+    "with an empty one) trains the empty prompt, unreadable images are skipped, and the log lists both. The "
+    "result is kept in `data/cache/folders` and reused while the folder is unchanged. Needs a teacher that takes "
+    "a sketch and text (SketchTinyNet)."
 )
 RESOLUTION_NOTE = (
-    "Resolution: the teacher's own (tiny Sana 256 px, SketchTinyNet its configured size): the trainer has no "
-    "resolution setting yet."
+    "Resolution: the teacher's own (tiny Sana 256 px, SketchTinyNet its configured size; image folders are "
+    "prepared at it): the trainer has no separate resolution setting."
 )
 SESSION_JS = "(s, j, n) => [window.__ss ? window.__ss.session : s, j, n]"
 LOG_TO_END_JS = "() => { const t = document.querySelector('#ss-log textarea'); if (t) t.scrollTop = t.scrollHeight; }"
@@ -102,8 +112,11 @@ def request(
     lr: float | None,
     batch: float | None,
     lora_rank: float | None,
+    folder_path: str = "",
+    sketch: str = "canny",
 ) -> tuple[Path, list[str], str]:
-    """The form -> (preset path, overrides, teacher model name or ""); JobError when a choice is invalid."""
+    """The form -> (preset path, overrides, teacher model name or ""); JobError when a choice is invalid. `data_path`
+    is the prepared-pairs folder, `folder_path` the image folder (data "image_folder") with its `sketch` extractor."""
     if preset not in presets():
         raise JobError(f"preset {preset!r}: one of {', '.join(presets())}")
     path = presets()[preset]
@@ -117,8 +130,9 @@ def request(
         teacher_kind=teacher_kind,
         controlnet_path=controlnet_path or "",
         data=data,
-        data_path=data_path or "",
+        data_path=(folder_path if data == "image_folder" else data_path) or "",
         augment=bool(augment),
+        sketch=sketch or "canny",
         steps=steps,
         lr=lr,
         batch=batch,
@@ -245,6 +259,8 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
     default = DEFAULT_PRESET if DEFAULT_PRESET in names else next(iter(names))
     fields = preset_fields(default)
     teachers, teacher_note = teacher_models(registry)
+    sketch_choices = [(title, key) for key, title in SKETCH_TITLES.items() if key in folder_sketches()]
+    sketch_note = "" if "hed" in folder_sketches() else "HED: its weights are not installed"
     with gr.Tab("Distill", elem_id="ss-distill"):
         gr.Markdown(
             "Distill a multi-step teacher into a 1-4 step student. One job runs at a time (others wait in the "
@@ -266,7 +282,12 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                 data = gr.Radio(DATA_KINDS, value=fields["data"], label="Data")
                 with gr.Row(visible=fields["data"] == "sketch_pairs") as pairs_row:
                     data_path = gr.Textbox(DEFAULT_PAIRS, label="Prepared pairs folder", scale=3)
-                    augment = gr.Checkbox(label="hand-drawn sketch variants", scale=1)
+                with gr.Row(visible=fields["data"] == "image_folder") as folder_row:
+                    folder_path = gr.Textbox(label="Image folder", placeholder="/path/to/my_images", scale=3)
+                    sketch = gr.Dropdown(sketch_choices, value="canny", label="Sketch extractor", scale=1,
+                                         info=sketch_note or None)  # fmt: skip
+                augment = gr.Checkbox(label="hand-drawn sketch variants (random stroke width and wobble)",
+                                      visible=fields["data"] != "synthetic")  # fmt: skip
                 gr.Markdown(DATA_NOTE)
                 with gr.Row():
                     steps = gr.Number(fields["steps"], precision=0, minimum=1, label="Steps")
@@ -311,7 +332,7 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
         seen = gr.State({"models": sorted(registry.specs())})
 
     form = [preset, method, teacher, teacher_model, teacher_path, teacher_kind, controlnet_path, data, data_path,
-            augment, steps, lr, batch, lora_rank]  # fmt: skip
+            augment, steps, lr, batch, lora_rank, folder_path, sketch]  # fmt: skip
 
     def on_preset(name):
         f = preset_fields(name)
@@ -405,7 +426,15 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
         teacher,
         [teacher_model, teacher_row],
     )
-    data.change(lambda d: gr.Row(visible=d == "sketch_pairs"), data, pairs_row)
+    data.change(
+        lambda d: (
+            gr.Row(visible=d == "sketch_pairs"),
+            gr.Row(visible=d == "image_folder"),
+            gr.Checkbox(visible=d != "synthetic"),
+        ),  # fmt: skip
+        data,
+        [pairs_row, folder_row, augment],
+    )
     estimate_btn.click(on_estimate, form, launch_note)
     launch_btn.click(on_launch, [*form, student_name, probe_first], [launch_note, job])
     cancel_btn.click(lambda j: act("cancel", j), job, action_note)

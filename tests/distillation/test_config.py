@@ -11,6 +11,7 @@ from distillation.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    with_defaults,
 )
 
 PRESETS = Path(__file__).resolve().parents[2] / "distillation" / "presets"
@@ -62,6 +63,8 @@ def test_overrides_are_typed_and_dotted():
         ("--teacher.random=", "teacher.path: give a weights folder"),
         ("--teacher.dtype=bfloat16", "teacher.dtype: bfloat16 frozen weights need mixed_precision"),
         ("--max_steps", "write it as --key=value"),
+        ("--data.kind=photos", "data.kind: expected one of ['synthetic', 'sketch_pairs', 'image_folder']"),
+        ("--data.sketch=sobel", "data.sketch: expected one of ['canny', 'lineart', 'hed']"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
@@ -78,6 +81,30 @@ def test_missing_paths_are_refused_before_the_job(tmp_path):
         load_config(PRESETS / "tiny_scm_ladd.toml", ["--teacher.random=", f"--teacher.path={tmp_path}"])
     with pytest.raises(ConfigError, match=r"data.path: .*nowhere does not exist"):
         load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.kind=sketch_pairs", f"--data.path={missing}"])
+    with pytest.raises(ConfigError, match=r"data.path: .*nowhere does not exist"):
+        load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.kind=image_folder", f"--data.path={missing}"])
+    with pytest.raises(ConfigError, match=r"data.path: '' does not exist"):
+        load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.kind=image_folder"])
+
+
+def test_image_folder_needs_a_folder_and_hed_its_weights(tmp_path, monkeypatch):
+    from pipelines.hed import HED
+
+    folder = ["--data.kind=image_folder", f"--data.path={tmp_path}"]
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", [*folder, "--data.sketch=lineart"])
+    assert (cfg.data.kind, cfg.data.path, cfg.data.sketch, cfg.data.cache) == (
+        "image_folder",
+        str(tmp_path),
+        "lineart",
+        "",
+    )
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"data.path: .*a.png is not a folder \(give the folder that holds"):
+        load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.kind=image_folder", f"--data.path={tmp_path / 'a.png'}"])
+    monkeypatch.setattr(HED, "available", staticmethod(lambda: False))
+    with pytest.raises(ConfigError, match=r"data.sketch: 'hed' needs the HED weights.*use data.sketch = 'canny'"):
+        load_config(PRESETS / "tiny_scm_ladd.toml", [*folder, "--data.sketch=hed"])
+    assert load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.sketch=hed"]).data.kind == "synthetic"  # unused
 
 
 def test_preset_errors(tmp_path):
@@ -101,3 +128,13 @@ def test_changed_keys_lists_dotted_differences():
     a = config_to_dict(load_config(PRESETS / "tiny_scm_ladd.toml"))
     b = config_to_dict(load_config(PRESETS / "tiny_scm_ladd.toml", ["--max_steps=3", "--method.tangent_warmup=1"]))
     assert changed_keys(a, b) == ["max_steps", "method.tangent_warmup"]
+
+
+def test_a_checkpoint_from_before_a_new_key_still_matches_when_the_key_keeps_its_default():
+    new = config_to_dict(load_config(PRESETS / "tiny_scm_ladd.toml"))
+    old = {**new, "data": {k: v for k, v in new["data"].items() if k not in ("sketch", "cache")}}  # an older module
+    assert changed_keys(old, new) == ["data.cache", "data.sketch"]
+    assert changed_keys(with_defaults(old), new) == []
+    changed = config_to_dict(load_config(PRESETS / "tiny_scm_ladd.toml", ["--data.sketch=lineart"]))
+    assert changed_keys(with_defaults(old), changed) == ["data.sketch"]
+    assert with_defaults(new) == new

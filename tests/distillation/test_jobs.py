@@ -306,7 +306,14 @@ def pairs_folder(tmp_path):
         ("reserved key", "--export.models_dir: set by the app"),
         ("not an override", "write it as --key=value"),
         ("empty data folder", "no data in"),
-        ("image folder", "holds 3 images but no prepared pairs"),
+        (
+            "image folder",
+            "holds 3 images but no prepared pairs (train.npz.: to train on them, choose the data 'a "
+            "folder of images' (data.kind = 'image_folder'.",
+        ),
+        ("image folder without images", "no images in"),
+        ("image folder that is prepared pairs", "(it holds prepared pairs: choose those instead."),
+        ("missing image folder", "nowhere does not exist"),
         ("unreadable data", "cannot read train.npz"),
         ("zero pairs", "train.npz holds 0 pairs"),
         ("teacher without a model", "holds no model (no config.json"),
@@ -336,6 +343,12 @@ def test_jobs_bad_input_is_refused_with_a_clear_message_and_nothing_starts(
         kinds = {"empty data folder": "empty", "image folder": "images", "unreadable data": "unreadable"}
         kind = kinds.get(case, "zero")
         overrides += ["--data.kind=sketch_pairs", f"--data.path={json.dumps(str(pairs_folder(kind)))}"]
+    elif case in ("image folder without images", "image folder that is prepared pairs", "missing image folder"):
+        folder = {"image folder without images": pairs_folder("empty"),
+                  "image folder that is prepared pairs": pairs_folder("zero"),
+                  "missing image folder": tmp_path / "nowhere"}[case]  # fmt: skip
+        overrides += job_overrides(PRESET, models, teacher="model", teacher_model="tiny-teacher", method="scm",
+                                   data="image_folder", data_path=str(folder))  # fmt: skip
     elif case == "teacher without a model":
         (tmp_path / "not-a-model").mkdir()
         overrides += job_overrides(PRESET, models, teacher="folder", teacher_path=str(tmp_path / "not-a-model"))
@@ -401,3 +414,34 @@ def test_jobs_paths_and_names_reach_the_trainer_as_single_arguments(make_store, 
     assert multi[multi.index("-m", 2) : multi.index("-m", 2) + 2] == ["-m", "distillation.train"]
     with pytest.raises(JobError, match="no job"):
         store.get("../../etc")
+
+
+def test_jobs_an_image_folder_is_estimated_and_reaches_the_trainer_as_one_argument(make_store, models, tmp_path):
+    """The tab's data choice "a folder of images": the probe prepares it (into data.cache, where the job will find
+    it) and runs the job's steps; the launched command carries the folder as a single argument, never a shell."""
+    from tests.distillation.test_data import image_folder
+
+    folder = image_folder(tmp_path / "my photos; $(touch pwned) 'q'")
+    cache = tmp_path / "cache"
+    overrides = job_overrides(PRESET, models, teacher="model", teacher_model="tiny-teacher", method="scm", steps=2,
+                              data="image_folder", data_path=str(folder), sketch="lineart")  # fmt: skip
+    assert overrides[-5:-1] == ["--data.kind=image_folder", f"--data.path={json.dumps(str(folder))}",
+                                '--data.sketch="lineart"', "--data.augment=false"]  # fmt: skip
+    overrides += [f"--data.cache={json.dumps(str(cache))}", "--preview.every=0"]
+    cfg = load_config(PRESET, overrides)
+    assert (cfg.data.kind, cfg.data.path, cfg.data.sketch) == ("image_folder", str(folder), "lineart")
+    store = make_store(start=False)
+    estimate = store.estimate(PRESET, overrides)
+    assert estimate.trainable_params > 0 and estimate.s_per_step > 0
+    (prepared,) = cache.iterdir()  # the probe's preparation, kept for the job
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert (
+        manifest["counts"]["used"] == 5 and manifest["resolution"] == 16 and manifest["sketch"]["method"] == "lineart"
+    )
+    job = store.launch(PRESET, overrides)
+    command = store.command(job)
+    assert f"--data.path={json.dumps(str(folder))}" in command and not (ROOT / "pwned").exists()
+    with pytest.raises(JobError, match="give the folder of your images"):
+        job_overrides(PRESET, models, data="image_folder", data_path="  ")
+    with pytest.raises(JobError, match="sketch extractor 'sobel': one of canny, lineart, hed"):
+        job_overrides(PRESET, models, data="image_folder", data_path=str(folder), sketch="sobel")

@@ -40,11 +40,11 @@ def models(tmp_path) -> Registry:
 
 def form(**changes):
     """The tab's inputs in order (preset, method, teacher, model, path, family, controlnet, data, data path, augment,
-    steps, lr, batch, LoRA rank) as gr.Number gives them (floats)."""
+    steps, lr, batch, LoRA rank, image folder, sketch extractor) as gr.Number gives them (floats)."""
     values = {"preset": "tiny_scm_ladd", "method": "scm_ladd", "teacher": "preset", "teacher_model": None,
               "teacher_path": "", "teacher_kind": "sana", "controlnet_path": "", "data": "synthetic",
               "data_path": "data/sketch_tiny/128", "augment": False, "steps": 20.0, "lr": 1e-4, "batch": 2.0,
-              "lora_rank": 0.0}  # fmt: skip
+              "lora_rank": 0.0, "folder_path": "", "sketch": "canny"}  # fmt: skip
     values.update(changes)
     return list(values.values())
 
@@ -75,8 +75,54 @@ def test_distill_tab_form_becomes_overrides_that_the_trainer_accepts(models):
     )
     with pytest.raises(JobError, match="teacher hub id 'not an id'"):
         request(models, *form(teacher="hub", teacher_path="not an id"))
-    with pytest.raises(JobError, match="data 'my_photos': synthetic or sketch_pairs"):
+    with pytest.raises(JobError, match="data 'my_photos': synthetic, sketch_pairs or image_folder"):
         request(models, *form(data="my_photos"))
+
+
+def test_distill_tab_takes_a_folder_of_images_with_a_sketch_extractor(models, tmp_path, monkeypatch):
+    from distillation import data as data_module
+    from tests.distillation.test_data import image_folder
+
+    folder = image_folder(tmp_path / "my photos")
+    choice = form(teacher="model", teacher_model="tiny-teacher", method="scm", data="image_folder",
+                  folder_path=f"  {folder}  ", sketch="lineart", augment=True)  # fmt: skip
+    path, overrides, _ = request(models, *choice)
+    cfg = load_config(path, overrides)
+    assert (cfg.data.kind, cfg.data.path, cfg.data.sketch, cfg.data.augment) == (
+        "image_folder", str(folder), "lineart", True
+    )  # fmt: skip
+    assert not any("sketch_tiny/128" in item for item in overrides)  # the pairs textbox is not the folder
+    with pytest.raises(JobError, match="give the folder of your images"):
+        request(models, *form(data="image_folder", folder_path=""))
+    _, overrides, _ = request(models, *form(data="image_folder", folder_path=str(tmp_path / "nowhere")))
+    with pytest.raises(JobError, match="nowhere does not exist"):
+        load_preset(path, overrides)
+    monkeypatch.setattr(data_module.HED, "available", staticmethod(lambda: False))
+    _, overrides, _ = request(models, *form(data="image_folder", folder_path=str(folder), sketch="hed"))
+    with pytest.raises(JobError, match="'hed' needs the HED weights"):
+        load_preset(path, overrides)
+
+
+def test_distill_tab_shows_the_folder_box_and_only_usable_extractors(models, tmp_path, monkeypatch):
+    from distillation import data as data_module
+    from ui.distill_tab import build_distill_tab
+
+    monkeypatch.setattr(data_module.HED, "available", staticmethod(lambda: False))
+    store = JobStore(tmp_path / "jobs", models, gpus=0, start=False)
+    host = LiveHost(models, "cpu")
+    try:
+        with gr.Blocks() as demo:
+            build_distill_tab(store, LiveSessions(host, "tiny-teacher", tmp_path / "outputs"), models, gr.Dropdown())
+    finally:
+        host.close()
+    by_label = {getattr(block, "label", None): block for block in demo.blocks.values()}
+    assert isinstance(by_label["Image folder"], gr.Textbox)
+    extractor = by_label["Sketch extractor"]
+    assert [value for _, value in extractor.choices] == ["canny", "lineart"]  # no HED without its weights
+    assert "HED: its weights are not installed" in extractor.info
+    assert ("a folder of your images, each with an optional same-name .txt caption", "image_folder") in [
+        tuple(choice) for choice in by_label["Data"].choices
+    ]
 
 
 def test_distill_tab_offers_registry_teachers_and_says_why_others_cannot_teach(tmp_path):
