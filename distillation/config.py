@@ -27,7 +27,16 @@ DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
 DATA_SKETCHES = ("canny", "lineart", "hed")  # image_folder line extractors (distillation.data.folder_lines)
 # Keys a resumed job may change (schedules of side effects, not of the training state).
 RESUMABLE_KEYS = frozenset(
-    {"max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "nan_budget", "preview", "export"}
+    {
+        "max_steps",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "nan_budget",
+        "preview",
+        "export",
+        "teacher.licence",
+    }
 )
 
 

@@ -360,10 +360,12 @@ class Trainer:
         resume: str | None = None,
         progress: str = "auto",
         cpu: bool = False,
+        export_only: bool = False,
     ):
         if progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}")
         self.cfg, self.out, self.resume_from, self.cpu = config, Path(out), resume, cpu
+        self.export_only = export_only  # set up from a checkpoint to re-export it (distillation.export's CLI)
         self.progress = progress if progress != "auto" else ("bar" if sys.stdout.isatty() else "json")
         self.step = self.position = self.skipped = 0
         self.bar: tqdm | None = None
@@ -527,10 +529,10 @@ class Trainer:
 
     def check_resumable(self, state: TrainState) -> None:
         changed = changed_keys(with_defaults(state.config), config_to_dict(self.cfg))
-        fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS]
+        fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS and key not in RESUMABLE_KEYS]
         if fixed:
             raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {state.step}")
-        if state.step >= self.cfg.max_steps:
+        if state.step >= self.cfg.max_steps and not self.export_only:
             raise ConfigError(
                 f"cannot resume: the checkpoint is at step {state.step}, max_steps is {self.cfg.max_steps}"
             )

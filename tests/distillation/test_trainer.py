@@ -294,3 +294,33 @@ def test_lr_factor_warms_up_then_holds_or_decays_by_half_cosine():
     assert [lr_factor(s, warmup=4, total=10, schedule="constant") for s in (0, 3, 9)] == [0.25, 1.0, 1.0]
     cosine = [lr_factor(s, warmup=4, total=10, schedule="cosine") for s in (0, 3, 4, 7, 10)]
     assert cosine[:3] == [0.25, 1.0, 1.0] and cosine[3] == pytest.approx(0.5) and cosine[4] == pytest.approx(0.0)
+
+
+def test_export_cli_re_exports_a_finished_run_with_new_export_settings(tmp_path, capsys):
+    """python -m distillation.export RUN --export.guidance=3.0: no training, the EMA student of the latest
+    checkpoint with the new CFG default; keys other than export.* / teacher.licence are refused."""
+    from distillation import export
+
+    root = tmp_path / "pairs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    sketch = np.where(rng.random((4, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
+    image = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(4) % 2)
+    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    run = tmp_path / "run"
+    overrides = ["--teacher.random=tiny", f"--data.path={root}", "--max_steps=2", "--checkpoint_every=2"]
+    overrides += ["--export.enabled=true", f"--export.models_dir={tmp_path / 'a'}", "--export.dtype=float32"]
+    assert set_up(run, "sketch_tiny_teacher.toml", *overrides).run() == 0
+    first = (tmp_path / "a" / "sketch-tiny-teacher" / "model.safetensors").read_bytes()
+    metrics = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert export.main([str(run), f"--export.models_dir={tmp_path / 'b'}", "--export.guidance=3.0"]) == 0
+    event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert event["event"] == "export" and event["registry"] == "listed"
+    folder = tmp_path / "b" / "sketch-tiny-teacher"
+    assert json.loads((folder / "config.json").read_text())["default_guidance"] == 3.0
+    assert (folder / "model.safetensors").read_bytes() == first  # the same EMA weights, nothing trained
+    assert (run / "metrics.jsonl").read_text() == metrics
+    assert export.main([str(run), "--optim.lr=1.0"]) == 2
+    assert "only export.* and teacher.licence" in capsys.readouterr().err
