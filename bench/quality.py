@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sketch-tiny", help="student manifest (its 'teacher' component is used)")
     parser.add_argument("--models-dir", type=Path, default=None, help="manifest folder (default assets/models)")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "sketch_tiny")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "sketch_tiny" / "128")
     parser.add_argument("--n", type=int, default=200, help="held-out pairs to score")
     parser.add_argument("--teacher-steps", default="1,2,4,8,32")
     parser.add_argument("--student-steps", default="1,2,4")

@@ -262,13 +262,16 @@ class TinyEngine:
         self._prompts = LRU(64)
         self._controls = LRU(4)
         self._noise = LRU(8)
-        self.null_text = torch.zeros(1, model.config.text_dim, device=device)
+        self.dtype = next(model.parameters()).dtype  # compute dtype: inputs are cast to it
+        self.null_text = torch.zeros(1, model.config.text_dim, device=device, dtype=self.dtype)
 
     @classmethod
     def load(cls, spec: ModelSpec, device: str, dtype: str = "float32") -> TinyEngine:
         if "weights" not in spec.components:
             raise ModelError(f"{spec.name}: the manifest names no 'weights' component")
         torch_dtype = getattr(torch, dtype or "float32")
+        if torch.device(device).type == "cpu" and torch_dtype == torch.float16:
+            torch_dtype = torch.float32  # fp16 is the weights' storage; CPUs compute in float32
         model = load_tiny(spec.component_path("weights"), device, torch_dtype)
         teacher = None
         if "teacher" in spec.components and model.config.kind == "trigflow":
@@ -300,8 +303,8 @@ class TinyEngine:
             embedding, counts = encode_texts([text])
         except TextEncoderMissing as error:
             raise ModelError(str(error)) from error
-        return PromptCond(text, {"text": torch.from_numpy(embedding).to(self.device)}, truncated=counts[0] > 256,
-                          n_tokens=min(counts[0], 256))  # fmt: skip
+        tensor = torch.from_numpy(embedding).to(self.device, self.dtype)
+        return PromptCond(text, {"text": tensor}, truncated=counts[0] > 256, n_tokens=min(counts[0], 256))
 
     def encode_control(self, image: np.ndarray, resolution: tuple[int, int]) -> ControlCond:
         """White-on-black scribble (uint8 HxWx3) -> ink (1, 1, h, w) at the native size (the model's only size)."""
@@ -313,13 +316,13 @@ class TinyEngine:
         ink = torch.from_numpy(image[..., 0].astype(np.float32) / 255.0)[None, None]
         if ink.shape[-1] != size or ink.shape[-2] != size:
             ink = F.interpolate(ink, size=(size, size), mode="area")
-        return ControlCond(key, (size, size), {"sketch": ink.to(self.device)})
+        return ControlCond(key, (size, size), {"sketch": ink.to(self.device, self.dtype)})
 
     def _noise_for(self, seed: int) -> Tensor:
         def make() -> Tensor:
             generator = torch.Generator("cpu").manual_seed(seed)
             size = self.native_resolution
-            return torch.randn(1, 3, size, size, generator=generator).to(self.device)
+            return torch.randn(1, 3, size, size, generator=generator).to(self.device, self.dtype)
 
         return self._noise.get_or_make(seed, make)
 

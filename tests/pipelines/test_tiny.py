@@ -125,3 +125,17 @@ def test_refine_runs_the_shipped_teacher_with_euler_steps(tmp_path):
     assert not np.array_equal(np.asarray(live.image), np.asarray(refined.image))
     with pytest.raises(ModelError, match="no teacher component"):
         registry.load("plain", "cpu").refine(prompt, control, seed=5, strength=1.0, resolution=(32, 32))
+
+
+def test_fp16_manifest_computes_in_float32_on_cpu(tmp_path):
+    """Shipped weights are stored in fp16 (manifest dtype float16); on a CPU the engine computes in float32."""
+    save_tiny(randomised(SMALL), tmp_path / "weights")
+    (tmp_path / "h.toml").write_text(
+        'name = "h"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1]\n'
+        'dtype = "float16"\n[components]\nweights = "./weights"\n'
+    )
+    engine = Registry(tmp_path, allowed_roots=(tmp_path,)).load("h", "cpu")
+    assert engine.dtype == torch.float32
+    control = engine.encode_control(np.zeros((32, 32, 3), np.uint8), (32, 32))
+    image = engine.generate(engine.encode_prompt(""), control, seed=0, steps=1, strength=1.0, resolution=(32, 32))
+    assert np.asarray(image.image).shape == (32, 32, 3)

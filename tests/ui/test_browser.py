@@ -90,3 +90,33 @@ def test_browser_unknown_model_shows_a_message_and_the_app_keeps_working(app_url
         "document.querySelector('#ss-notice').textContent.includes('unknown model')", timeout=15_000
     )
     page.close()
+
+
+def data_url_image(url: str):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L").resize((128, 128))
+    return np.asarray(image, dtype=np.float32)
+
+
+def test_browser_offline_default_is_the_bundled_model_and_follows_the_sketch(app_url, chromium):
+    """Issue "offline default": with no GPU and no hub the canvas opens on sketch-tiny, and its frames follow the
+    drawing: the picture is darker under the drawn lines than elsewhere (the random-weight model's frames are not)."""
+    url, _ = app_url
+    page = open_canvas(chromium, url)
+    wait_idle(page)
+    assert page.get_by_role("combobox", name="Model").input_value() == "sketch-tiny"
+    before = shown_seq(page)
+    for index in range(4):
+        draw_stroke(page, index)
+    page.wait_for_function(f"Number(document.querySelector('#ss-output').dataset.seq) > {before}", timeout=30_000)
+    wait_idle(page)
+    sketch = data_url_image(page.evaluate("() => window.__ss.sketch()"))
+    output = data_url_image(page.evaluate("() => document.querySelector('#ss-output').src"))
+    lines = sketch < 128
+    assert lines.any() and output[~lines].mean() - output[lines].mean() > 8  # measured: ~16 grey levels
+    page.close()
