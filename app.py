@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import gradio as gr
 from distillation.jobs import JOBS_DIR, JobStore
 from pipelines.host import LiveHost
 from pipelines.registry import MODELS_DIR, ModelError, Registry
+from pipelines.remote import EngineCrashed
 from ui.layout import build_blocks
 from ui.live import LiveSessions
 
@@ -32,6 +34,7 @@ class AppConfig:
     models_dir: Path = MODELS_DIR
     jobs: Path = JOBS_DIR  # distillation job folders (the Distill tab)
     preload: bool = True
+    engine_process: bool = True  # engines in a child process (pipelines.remote): the web server keeps its GIL
 
 
 def pick_device(requested: str) -> str:
@@ -61,11 +64,11 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
         log.warning("unknown model %r; known: %s. Using the default.", model, ", ".join(sorted(registry.specs())))
         model = None
     model = model or registry.default_name(cuda)
-    host = LiveHost(registry, config.device, config.dtype)
+    host = LiveHost(registry, config.device, config.dtype, engine_process=config.engine_process)
     if config.preload:
         try:
             host.engine(model)
-        except ModelError as error:
+        except (ModelError, EngineCrashed) as error:
             log.warning("could not preload %s: %s", model, error)
     sessions = LiveSessions(host, model, config.outputs)
     return build_blocks(sessions, registry, model, JobStore(config.jobs, registry)), sessions
@@ -81,24 +84,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="history and exports folder")
     parser.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: cores - 1)")
+    parser.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the models in a child process, so the web server never waits for them (default: on)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     set_threads(args.threads)
-    config = AppConfig(device=pick_device(args.device), dtype=args.dtype, model=args.model, outputs=args.outputs)
+    config = AppConfig(
+        device=pick_device(args.device),
+        dtype=args.dtype,
+        model=args.model,
+        outputs=args.outputs,
+        engine_process=args.engine_process,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` closes the server and the engine process like Ctrl+C does
     try:
         demo, sessions = build_app(config)
     except ModelError as error:
         print(f"SketchSprint cannot start: {error}", file=sys.stderr)
         return 2
-    log.info("model %s on %s", sessions.default_model, config.device)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        ssr_mode=False,
-        allowed_paths=[str(config.outputs)],
-    )
+    except KeyboardInterrupt:  # stopped while loading (the engine process is stopped at exit)
+        return 130
+    where = "an engine process" if config.engine_process else "this process"
+    log.info("model %s on %s, in %s", sessions.default_model, config.device, where)
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            ssr_mode=False,
+            allowed_paths=[str(config.outputs)],
+        )
+    except KeyboardInterrupt:  # stopped before launch() reached its own Ctrl+C handling
+        demo.close()
+    finally:
+        sessions.host.close()
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

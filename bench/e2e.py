@@ -1,6 +1,6 @@
 """End-to-end latency: headless Chromium draws on the live canvas; stroke-to-pixel times with their breakdown.
 
-python -m bench.e2e --json [--model NAME] [--strokes 24] [--device cpu]
+python -m bench.e2e --json [--model NAME] [--strokes 24] [--device cpu] [--no-engine-process]
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def running_app(
     outputs: Path | None = None,
     models_dir: Path | None = None,
     jobs: Path | None = None,
+    engine_process: bool = True,
 ) -> Iterator[tuple[str, object]]:
     """Start the real app in this process on a free port; yields (url, LiveSessions). Outputs and distillation jobs
-    go to a temporary folder unless given."""
+    go to a temporary folder unless given; the engines run in their own process unless `engine_process` is off."""
     from app import AppConfig, build_app, set_threads
     from pipelines.registry import MODELS_DIR
 
@@ -55,6 +56,7 @@ def running_app(
             outputs=Path(outputs or tmp),
             models_dir=Path(models_dir or MODELS_DIR),
             jobs=Path(jobs or Path(tmp) / "jobs"),
+            engine_process=engine_process,
         )
         demo, sessions = build_app(config)
         port = free_port()
@@ -204,6 +206,7 @@ def measure(url: str, strokes: int, warmup: int = 2) -> dict:
             "upload_and_reply": statistics.median(upload_and_reply) if rows else float("nan"),
             "queue": p50("queue"),
             "engine": p50("engine"),
+            "engine_ipc": p50("ipc"),  # part of engine: the engine process's round trip minus its own time
             "server_encode": p50("encode_server"),
             "decode_and_paint": p50("paint"),
         },
@@ -216,13 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--strokes", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    parser.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="engines in a child process, as the app runs them (default: on)",
+    )
     parser.add_argument("--screenshot", type=Path, default=None, help="also save a screenshot of a drawn house")
     args = parser.parse_args(argv)
     import platform
 
     import torch
 
-    with running_app(args.model, args.device) as (url, sessions):
+    with running_app(args.model, args.device, engine_process=args.engine_process) as (url, sessions):
         figures = measure(url, args.strokes)
         model = sessions.default_model
         if args.screenshot:
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "engine_process": args.engine_process,
         "browser": "chromium (headless, software rendering)",
         **figures,
     }

@@ -11,6 +11,7 @@ import numpy as np
 from pipelines.engine import Engine, Frame, GenResult, LatestWinsWorker, Request, Ticket, image_key
 from pipelines.preprocess import InputError, fit, is_empty, sketch_to_scribble
 from pipelines.registry import ModelError, Registry
+from pipelines.remote import EngineCrashed, EngineProcess, Loader, is_oom
 
 MAX_PROMPT_CHARS = 2000
 MIN_RESOLUTION = 128
@@ -22,21 +23,33 @@ def snap_resolution(resolution: int, native: int, multiple: int = 64) -> int:
     return max(multiple, round(resolution / multiple) * multiple)
 
 
-def _is_oom(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
 class LiveHost:
     """One per device. Engines load lazily (one resident at a time) and every generation runs on the worker thread,
-    so the device is never oversubscribed however many tabs draw at once."""
+    so the device is never oversubscribed however many tabs draw at once.
 
-    def __init__(self, registry: Registry, device: str, dtype: str | None = None, max_engines: int = 1):
+    With `engine_process`, the engines live in a child process (pipelines.remote) and `engine(name)` returns
+    RemoteEngine proxies: torch never holds this process's GIL, so the web server answers while a frame is computed.
+    Validation, notices, the OOM fallback and the latest-wins worker stay here either way. `loader(registry, name,
+    device, dtype)` replaces Registry.load (it must be picklable by reference to run in the child)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        device: str,
+        dtype: str | None = None,
+        max_engines: int = 1,
+        *,
+        engine_process: bool = False,
+        loader: Loader | None = None,
+    ):
         self.registry = registry
         self.device = device
         self.dtype = dtype
         self.max_engines = max_engines
+        self.loader = loader
+        self.process = (
+            EngineProcess(registry, device, dtype, max_engines=max_engines, loader=loader) if engine_process else None
+        )
         self._engines: dict[str, Engine] = {}
         self._resolution_cap: dict[str, int] = {}
         self._load_lock = threading.Lock()
@@ -48,12 +61,27 @@ class LiveHost:
             if name not in self._engines:
                 spec = self.registry.get(name)
                 while len(self._engines) >= self.max_engines:
-                    self._engines.pop(next(iter(self._engines)))
-                    self._free_device_memory()
-                engine = self.registry.load(name, self.device, self.dtype)
-                engine.warmup(spec.resolution)
+                    self._unload(next(iter(self._engines)))
+                if self.process is not None:
+                    engine = self.process.engine(name)  # loaded and warmed up in the engine process
+                else:
+                    if self.loader is not None:
+                        engine = self.loader(self.registry, name, self.device, self.dtype)
+                    else:
+                        engine = self.registry.load(name, self.device, self.dtype)
+                    engine.warmup(spec.resolution)
                 self._engines[name] = engine
             return self._engines[name]
+
+    def _unload(self, name: str) -> None:
+        self._engines.pop(name)
+        if self.process is None:
+            self._free_device_memory()
+            return
+        try:
+            self.process.unload(name)
+        except EngineCrashed:  # a restarted engine process has nothing loaded
+            pass
 
     def can_refine(self, name: str) -> bool:
         """Whether a model offers the multi-step refine-on-pen-up pass (a teacher in its manifest: SANA-Sprint's, or
@@ -87,9 +115,14 @@ class LiveHost:
         return self.submit(request).wait(timeout)
 
     def close(self) -> None:
+        """Stop the worker and the engine process (a request in flight is answered with an error frame)."""
+        if self.process is not None:
+            self.process.close()
         self.worker.close()
 
     def _free_device_memory(self) -> None:
+        if self.process is not None:  # the engine process frees its own memory (after an OOM, on unload)
+            return
         import torch
 
         if torch.cuda.is_available():
@@ -130,7 +163,7 @@ class LiveHost:
                     )
                 break
             except Exception as error:
-                if not _is_oom(error) or resolution // 2 < MIN_RESOLUTION:
+                if not is_oom(error) or resolution // 2 < MIN_RESOLUTION:
                     raise
                 self._free_device_memory()
                 smaller = snap_resolution(resolution // 2, engine.native_resolution)

@@ -7,22 +7,40 @@ import torch
 from PIL import Image
 
 from pipelines.engine import ControlCond, GenResult, PromptCond
+from pipelines.preprocess import InputError
+from pipelines.registry import ModelError
 
 DEV_MANIFEST = (
     'name = "{name}"\ntitle = "scripted"\nbackend = "sd"\nrandom_init = "tiny"\nresolution = 256\n[components]\n'
 )
 
 
+class SketchBoom(Exception):
+    """An engine error type only the engine's process knows."""
+
+
+# prompts that make a ScriptedEngine(errors=PROMPT_ERRORS) raise, one error type each
+PROMPT_ERRORS = {
+    "raise model error": ModelError("the weights went missing"),
+    "raise input error": InputError("that sketch is not usable"),
+    "raise oom": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "raise value error": ValueError("a bad value"),
+    "raise boom": SketchBoom("an unknown failure"),
+}
+
+
 class ScriptedEngine:
-    """Echoes the control image; `oom_above` raises CUDA OOM for larger resolutions; `delay` seconds per frame."""
+    """Echoes the control image; `oom_above` raises CUDA OOM for larger resolutions; `delay` seconds per frame;
+    `errors` maps a prompt text to the exception generate raises for it."""
 
     name = "scripted"
     native_resolution = 256
     allowed_steps = (1, 2, 3, 4)
 
-    def __init__(self, delay: float = 0.0, oom_above: int | None = None):
+    def __init__(self, delay: float = 0.0, oom_above: int | None = None, errors: dict | None = None):
         self.delay = delay
         self.oom_above = oom_above
+        self.errors = errors or {}
         self.generated: list[tuple[int, int]] = []
 
     def warmup(self, resolution: int) -> None:
@@ -36,6 +54,8 @@ class ScriptedEngine:
         return ControlCond("k", resolution, {"image": image})
 
     def generate(self, prompt, control, *, seed, steps, strength, resolution) -> GenResult:
+        if prompt.text in self.errors:
+            raise self.errors[prompt.text]
         if self.oom_above is not None and resolution[0] > self.oom_above:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         time.sleep(self.delay)
@@ -50,3 +70,23 @@ def install(monkeypatch, tmp_path, engine: ScriptedEngine, name: str = "scripted
     (tmp_path / f"{name}.toml").write_text(DEV_MANIFEST.format(name=name))
     monkeypatch.setattr(registry_module.Registry, "load", lambda self, n, device, dtype=None: engine)
     return registry_module.Registry(tmp_path, allowed_roots=(tmp_path,))
+
+
+# engines a real engine process (pipelines.remote) builds with `loader`: the scripted names, else the registry's
+SCRIPTED = {
+    "scripted": {"errors": PROMPT_ERRORS},
+    "scripted-oom": {"oom_above": 256},
+    "scripted-slow": {"delay": 60.0},
+}
+
+
+def loader(registry, name: str, device: str, dtype: str | None = None):
+    """A LiveHost `loader` (picklable by reference, so it runs in the engine process too)."""
+    if name in SCRIPTED:
+        return ScriptedEngine(**SCRIPTED[name])
+    return registry.load(name, device, dtype)
+
+
+def write_manifests(folder, names=tuple(SCRIPTED)) -> None:
+    for name in names:
+        (folder / f"{name}.toml").write_text(DEV_MANIFEST.format(name=name))

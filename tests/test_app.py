@@ -12,6 +12,19 @@ from bench.e2e import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc/*/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_python_app_py_starts_offline_and_serves_the_canvas(tmp_path):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -24,7 +37,7 @@ def test_python_app_py_starts_offline_and_serves_the_canvas(tmp_path):
         text=True,
     )
     try:
-        deadline, page = time.time() + 120, ""
+        deadline, page = time.time() + 300, ""  # a busy 2-core machine starts the engine process slowly
         while time.time() < deadline and process.poll() is None:
             try:
                 page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).read().decode()
@@ -38,8 +51,12 @@ def test_python_app_py_starts_offline_and_serves_the_canvas(tmp_path):
         except OSError:
             leaked = False
         assert not leaked, "files outside the allowed folders must not be served"
+        engines = children(process.pid)
+        assert engines, "the models run in an engine process by default"
     finally:
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output  # SIGTERM shuts down like Ctrl+C
+    assert not [pid for pid in engines if Path(f"/proc/{pid}").exists()], "the engine process outlived the app"
     assert "unknown model 'no-such-model'" in output
     assert "0.0.0.0" not in output

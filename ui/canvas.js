@@ -216,7 +216,7 @@ async function send(final) {
   stats.breakdown.push({
     seq, final, s2p, encode_browser: t1 - t0, round_trip: t2 - t1, server_total: res.server_ms || 0,
     queue: res.queue_ms || 0, engine: engineMs, encode_server: (res.timings && res.timings.encode) || 0,
-    paint: painted - t2, edit_to_send: t0 - (editTime || t0),
+    paint: painted - t2, edit_to_send: t0 - (editTime || t0), ipc: (res.timings && res.timings.ipc) || 0,
   });
   showHud(res, s2p);
   if (final && state.params.refine) refine(seq);

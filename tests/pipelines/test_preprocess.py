@@ -30,6 +30,14 @@ def test_scribble_is_white_lines_on_black_at_the_requested_size():
     assert scribble[52, 10, 0] == 255 and scribble[200, 10, 0] == 0
 
 
+def test_scribble_is_the_inverted_channel_minimum_repeated_in_rgb():
+    canvas = np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    scribble = sketch_to_scribble(canvas, (300, 200))
+    expected = np.repeat((255 - canvas.min(axis=2))[..., None], 3, axis=2)
+    assert scribble.dtype == np.uint8 and scribble.flags.c_contiguous
+    assert np.array_equal(scribble, expected)
+
+
 def test_huge_upload_is_downscaled_with_a_notice():
     big = Image.new("RGB", (8000, 8000), "white")
     rgb, notice = load_image(png_bytes(big, "JPEG"))
