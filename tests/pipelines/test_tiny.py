@@ -139,3 +139,13 @@ def test_fp16_manifest_computes_in_float32_on_cpu(tmp_path):
     control = engine.encode_control(np.zeros((32, 32, 3), np.uint8), (32, 32))
     image = engine.generate(engine.encode_prompt(""), control, seed=0, steps=1, strength=1.0, resolution=(32, 32))
     assert np.asarray(image.image).shape == (32, 32, 3)
+
+
+def test_a_thin_canvas_stroke_stays_a_full_strength_line_at_the_model_size(tmp_path):
+    save_tiny(randomised(SMALL), tmp_path / "weights")
+    manifest(tmp_path)
+    engine = Registry(tmp_path, allowed_roots=(tmp_path,)).load("tiny-test", "cpu")
+    scribble = np.zeros((128, 128, 3), np.uint8)
+    scribble[60:62, 10:120] = 255  # a 2 px line at 4x the model's 32 px
+    ink = engine.encode_control(scribble, (32, 32)).tensors["sketch"]
+    assert ink.shape == (1, 1, 32, 32) and ink.max() == 1.0 and ink[0, 0, 15, 5:28].min() == 1.0
