@@ -18,8 +18,11 @@ PRESETS = Path(__file__).resolve().parents[2] / "distillation" / "presets"
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.toml")))
-def test_every_preset_loads_and_round_trips(preset):
-    cfg = load_config(PRESETS / preset)
+def test_every_preset_loads_and_round_trips(preset, tmp_path):
+    # prepared data is not in the repository (python -m distillation.data prepare): point the presets that read it at
+    # an empty folder, the rest of the preset is checked as written
+    data = ["--data.path=" + str(tmp_path)] if "sketch_pairs" in (PRESETS / preset).read_text() else []
+    cfg = load_config(PRESETS / preset, data)
     assert isinstance(cfg, JobConfig)
     assert config_from_dict(config_to_dict(cfg)) == cfg
 

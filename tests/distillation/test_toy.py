@@ -52,8 +52,8 @@ def test_metrics():
     assert toy.mode_masses(torch.zeros(10, 2)).sum() == 0
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_smoke_run(name):
+@pytest.mark.parametrize("name", sorted(n for n, cls in METHODS.items() if cls.sampler == "trigflow"))
+def test_smoke_run(name):  # the distillation methods (flow_matching pre-trains teachers: not a toy method)
     record = toy.run(name, 0, "gmm", toy.SMOKE)
     assert KEYS <= set(record) and record["method"] == name
     assert all(math.isfinite(v) for v in record.values() if isinstance(v, float))
