@@ -90,3 +90,28 @@ def loader(registry, name: str, device: str, dtype: str | None = None):
 def write_manifests(folder, names=tuple(SCRIPTED)) -> None:
     for name in names:
         (folder / f"{name}.toml").write_text(DEV_MANIFEST.format(name=name))
+
+
+def write_sketch_pairs(root, n: int = 6, size: int = 16):
+    """A prepared-pairs folder (SketchPairs' train.npz + captions.npz) of n random items at `size` px."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    sketch = np.where(rng.random((n, size, size)) < 0.1, 0, 255).astype(np.uint8)
+    image = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(n) % 2)
+    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    return root, sketch, image
+
+
+def write_tiny_student_with_teacher(folder, name: str = "s"):
+    """A 32 px tiny-backend student manifest whose 'teacher' component is a flow model (random weights)."""
+    from pipelines.tiny import SketchTinyNet, TinyConfig, save_tiny
+
+    config = TinyConfig(resolution=32, patch=2, channels=(16, 32), blocks=1, emb_dim=32)
+    torch.manual_seed(0)
+    save_tiny(SketchTinyNet(TinyConfig(**{**config.__dict__, "kind": "trigflow"})), folder / "student")
+    save_tiny(SketchTinyNet(config), folder / "teacher")
+    (folder / f"{name}.toml").write_text(
+        f'name = "{name}"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1, 2]\n'
+        'dtype = "float32"\n[components]\nweights = "./student"\nteacher = "./teacher"\n'
+    )

@@ -50,18 +50,9 @@ def test_latency_tiny_cpu_prints_json_report():
 def test_latency_of_a_small_model_student_reports_its_teacher_ratio(tmp_path):
     """--model on a tiny-backend student whose manifest ships a teacher: the teacher@N / student@1 ratio is in the
     same JSON (issue "offline default")."""
-    import torch
+    from tests.fakes import write_tiny_student_with_teacher
 
-    from pipelines.tiny import SketchTinyNet, TinyConfig, save_tiny
-
-    config = TinyConfig(resolution=32, patch=2, channels=(16, 32), blocks=1, emb_dim=32)
-    torch.manual_seed(0)
-    save_tiny(SketchTinyNet(TinyConfig(**{**config.__dict__, "kind": "trigflow"})), tmp_path / "student")
-    save_tiny(SketchTinyNet(config), tmp_path / "teacher")
-    (tmp_path / "s.toml").write_text(
-        'name = "s"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1, 2]\n'
-        'dtype = "float32"\n[components]\nweights = "./student"\nteacher = "./teacher"\n'
-    )
+    write_tiny_student_with_teacher(tmp_path)
     command = [sys.executable, "-m", "bench.latency", "--model", "s", "--models-dir", str(tmp_path), "--device", "cpu"]
     command += ["--iters", "4", "--warmup", "1", "--threads", "1", "--teacher-steps", "4", "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

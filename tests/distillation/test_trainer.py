@@ -7,7 +7,6 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
@@ -17,6 +16,7 @@ from distillation.methods.base import RoleSpec, teacher_F
 from distillation.teachers import VPAsTrigFlow, build_teacher
 from distillation.trainer import BatchSampler, Trainer, make_batch
 from pipelines.parameterization import SIGMA_D
+from tests.fakes import write_sketch_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ROOT / "distillation" / "presets"
@@ -228,13 +228,7 @@ def test_an_ema_role_tracks_its_role_after_every_step(tmp_path, lora_rank):
 def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path, method):
     """data.kind = "sketch_pairs" (distillation.data.SketchPairs): x0 = sigma_d * image, cond sketch + text; LADD's
     heads read the small net's conv maps."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "pairs"
-    root.mkdir()
-    sketch = np.where(rng.random((6, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
-    image = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(6) % 2)
-    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    root, _, image = write_sketch_pairs(tmp_path / "pairs")
     overrides = ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", f"--method.name={method}"]
     overrides += ["--optim.role_lr={}"] if method == "scm" else []
     overrides += ["--data.kind=sketch_pairs", f"--data.path={root}", "--data.guidance=[2.0]"]
@@ -254,13 +248,7 @@ def test_flow_matching_pretrains_the_small_teacher_and_exports_a_flow_model(tmp_
     from pipelines.registry import Registry
     from pipelines.tiny import TinyEngine
 
-    root = tmp_path / "pairs"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    sketch = np.where(rng.random((6, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
-    image = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(6) % 2)
-    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    root, _, _ = write_sketch_pairs(tmp_path / "pairs")
     overrides = ["--teacher.random=tiny", f"--data.path={root}", "--max_steps=2", "--preview.every=2"]
     overrides += ["--export.enabled=true"]
     overrides += [f"--export.models_dir={tmp_path / 'models'}", "--export.dtype=float32"]
@@ -301,13 +289,7 @@ def test_export_cli_re_exports_a_finished_run_with_new_export_settings(tmp_path,
     checkpoint with the new CFG default; keys other than export.* / teacher.licence are refused."""
     from distillation import export
 
-    root = tmp_path / "pairs"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    sketch = np.where(rng.random((4, 16, 16)) < 0.1, 0, 255).astype(np.uint8)
-    image = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
-    np.savez(root / "train.npz", sketch=sketch, image=image, caption_index=np.arange(4) % 2)
-    np.savez(root / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
+    root, _, _ = write_sketch_pairs(tmp_path / "pairs", n=4)
     run = tmp_path / "run"
     overrides = ["--teacher.random=tiny", f"--data.path={root}", "--max_steps=2", "--checkpoint_every=2"]
     overrides += ["--export.enabled=true", f"--export.models_dir={tmp_path / 'a'}", "--export.dtype=float32"]
