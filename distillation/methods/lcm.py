@@ -73,8 +73,9 @@ class LCM(Method):
             F_teacher = teacher_F(self.models["teacher"], x_hi / sigma_d, t_hi, batch)
             x_lo = trigflow_step(x_hi, F_teacher, t_hi, t_lo, sigma_d)
             s_lo = flow_time_from_trigflow(t_lo)
+            target_net = self.models.get("target", student)  # the EMA target, or the online student without grad
             target = lcm_consistency(
-                student, flow_input_from_trigflow(x_lo / sigma_d, t_lo), s_lo, cond, sigma_d=sigma_d
+                target_net, flow_input_from_trigflow(x_lo / sigma_d, t_lo), s_lo, cond, sigma_d=sigma_d
             )
         loss = mean_flat(torch.sqrt((online - target) ** 2 + self.huber_c**2) - self.huber_c).mean()
         return {"loss": loss}

@@ -183,6 +183,25 @@ def test_lcm_target_is_an_ema_of_the_student(teacher, batch):
     assert any(not torch.equal(target[k], before[k]) for k in target)
 
 
+def test_lcm_target_comes_from_the_ema_target_network(teacher, batch):
+    """With target_ema > 0 the consistency target is f_target(x_lo, s_lo), not the online student: changing only
+    the target network changes the loss (and with target_ema = 0 there is no target role to change)."""
+    method = LCM(target_ema=0.95)
+    models = bound(method, teacher)
+
+    def loss():
+        torch.manual_seed(3)
+        return method.loss("student", batch, step=0)["loss"].item()
+
+    before = loss()
+    with torch.no_grad():
+        for p in models["target"].parameters():
+            p.mul_(0.5)
+    assert loss() != pytest.approx(before, rel=1e-3)
+    assert all(not p.requires_grad for p in models["target"].parameters())
+    assert "target" not in LCM(target_ema=0.0).roles()
+
+
 def test_disc_heads_read_conv_maps_as_raster_order_tokens():
     from distillation.heads import DiscHeads
 
