@@ -16,6 +16,7 @@ from distillation.jobs import JOBS_DIR, JobStore
 from pipelines.host import LiveHost
 from pipelines.registry import MODELS_DIR, ModelError, Registry
 from pipelines.remote import EngineCrashed
+from ui import live_socket
 from ui.layout import build_blocks
 from ui.live import LiveSessions
 
@@ -74,6 +75,11 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
     return build_blocks(sessions, registry, model, JobStore(config.jobs, registry)), sessions
 
 
+def launch_kwargs(sessions: LiveSessions) -> dict:
+    """`demo.launch()` keywords every SketchSprint server needs: the live canvas's socket route on the same port."""
+    return {"app_kwargs": {"routes": [live_socket.route(sessions)]}, "ssr_mode": False}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -115,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             server_name=args.host,
             server_port=args.port,
             share=args.share,
-            ssr_mode=False,
             allowed_paths=[str(config.outputs)],
+            **launch_kwargs(sessions),
         )
     except KeyboardInterrupt:  # stopped before launch() reached its own Ctrl+C handling
         demo.close()

@@ -45,7 +45,7 @@ def running_app(
 ) -> Iterator[tuple[str, object]]:
     """Start the real app in this process on a free port; yields (url, LiveSessions). Outputs and distillation jobs
     go to a temporary folder unless given; the engines run in their own process unless `engine_process` is off."""
-    from app import AppConfig, build_app, set_threads
+    from app import AppConfig, build_app, launch_kwargs, set_threads
     from pipelines.registry import MODELS_DIR
 
     set_threads(0)  # as `python app.py` does: one core stays free for the browser and the web server
@@ -60,7 +60,9 @@ def running_app(
         )
         demo, sessions = build_app(config)
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+        demo.launch(
+            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(sessions)
+        )
         try:
             yield f"http://127.0.0.1:{port}/", sessions
         finally:
@@ -193,6 +195,7 @@ def measure(url: str, strokes: int, warmup: int = 2) -> dict:
         "frames": stats["frames"],
         "frames_during_strokes": len(rows) - len(finals),
         "strokes_with_mid_stroke_update": mid_stroke_frames,
+        "transport": stats["transport"],
         "stale_dropped": stats["stale"],
         "errors": stats["errors"],
         "p50_ms": percentile(s2p, 0.5),

@@ -1,13 +1,17 @@
 // The live canvas (runs as gr.HTML js_on_load; `element` and `server` are given by Gradio).
 // Streams JPEG snapshots while drawing (at most one request in flight, at most every THROTTLE_MS), sends the
 // pen-up snapshot at once, drops replies older than the shown frame, and sends nothing when nothing changed.
+// Transport: binary frames on the app's WebSocket (ui/live_socket.py); Gradio's server function (JSON, data URLs)
+// while the socket is not open.
 const THROTTLE_MS = 30;
+const SOCKET_PATH = "/sketchsprint/live";
 const STORE_KEY = "sketchsprint.canvas";
 const UNDO_LIMIT = 50;
 
 const canvas = element.querySelector("#ss-canvas");
 const ctx = canvas.getContext("2d", { willReadFrequently: true });
 const out = element.querySelector("#ss-output");
+const outCtx = out.getContext("2d");
 const hud = element.querySelector("#ss-hud");
 const notice = element.querySelector("#ss-notice");
 
@@ -27,7 +31,76 @@ const state = {
   params: { prompt: "", seed: 0, lock: true, refine: false, steps: 1, strength: 1.0, resolution: 512, model: "" },
   undo: [], redo: [],
 };
-const stats = { frames: 0, stale: 0, errors: 0, s2p: [], engine: [], breakdown: [] };
+const stats = { frames: 0, stale: 0, errors: 0, s2p: [], engine: [], breakdown: [], transport: "http" };
+
+// ---- transport ---------------------------------------------------------------------------------------------------
+const socket = { ws: null, pending: new Map(), retry: 0 };
+const utf8 = new TextEncoder();
+
+function connectSocket() {
+  let ws;
+  try {
+    const url = new URL(SOCKET_PATH, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(url);
+  } catch (e) { return; }
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => { socket.ws = ws; socket.retry = 0; stats.transport = "socket"; };
+  ws.onmessage = (ev) => {
+    const view = new DataView(ev.data);
+    const size = view.getUint32(0);
+    const res = JSON.parse(new TextDecoder().decode(new Uint8Array(ev.data, 4, size)));
+    if (ev.data.byteLength > 4 + size) res.bytes = new Uint8Array(ev.data, 4 + size);
+    const waiter = socket.pending.get(res.seq);
+    if (waiter) { socket.pending.delete(res.seq); waiter(res); }
+  };
+  ws.onclose = () => {
+    if (socket.ws === ws) socket.ws = null;
+    stats.transport = "http";
+    for (const waiter of socket.pending.values()) waiter({ status: "lost" });  // re-sent over HTTP by the caller
+    socket.pending.clear();
+    socket.retry = Math.min(socket.retry + 1, 5);
+    setTimeout(connectSocket, 200 * 2 ** socket.retry);
+  };
+}
+
+async function generate(payload, snap) {
+  // One snapshot to the server: on the socket when it is open, else (or if it drops meanwhile) over HTTP.
+  const ws = socket.ws;
+  if (ws && ws.readyState === WebSocket.OPEN) {
+    const head = utf8.encode(JSON.stringify(payload));
+    const message = new Uint8Array(4 + head.length + snap.bytes.length);
+    new DataView(message.buffer).setUint32(0, head.length);
+    message.set(head, 4);
+    message.set(snap.bytes, 4 + head.length);
+    const res = await new Promise((resolve) => {
+      socket.pending.set(payload.seq, resolve);
+      ws.send(message);
+    });
+    if (res.status !== "lost") return res;
+  }
+  return server.live_generate({ ...payload, image: snap.url });
+}
+
+async function decodeFrame(res) {
+  // The reply's frame -> something drawImage takes: socket bytes decode off the main thread (createImageBitmap),
+  // HTTP data URLs through an <img>.
+  if (res.bytes) return createImageBitmap(new Blob([res.bytes], { type: res.mime || "image/jpeg" }));
+  const img = new Image();
+  img.src = res.image;
+  await img.decode();
+  return img;
+}
+
+function paintFrame(image) {
+  const w = image.width, h = image.height;
+  if (out.width !== w || out.height !== h) { out.width = w; out.height = h; }
+  outCtx.drawImage(image, 0, 0);
+}
+
+function release(image) {
+  if (image && image.close) image.close();  // an ImageBitmap's memory goes back at once
+}
 
 function fillWhite() {
   ctx.save();
@@ -165,7 +238,7 @@ function showHud(res, s2p) {
   const recent = stats.s2p.slice(-30);
   hud.textContent = `stroke→pixel ${s2p.toFixed(0)} ms (p50 ${median(recent).toFixed(0)}) · engine ` +
     `${(t.total || 0).toFixed(1)} ms [${stages}] · queue ${(res.queue_ms || 0).toFixed(1)} ms · ` +
-    `stale dropped ${stats.stale} · frame #${res.seq}`;
+    `stale dropped ${stats.stale} · ${stats.transport} · frame #${res.seq}`;
 }
 
 async function send(final) {
@@ -180,11 +253,11 @@ async function send(final) {
   state.lastSend = performance.now();
   state.inFlight += 1;
   const t0 = performance.now();
-  const image = snapshot(Number(state.params.resolution) || canvas.width);
-  const t1 = performance.now();
-  let res;
+  let res, t1 = t0;
   try {
-    res = await server.live_generate({ session: sessionId, seq, image, final, params: state.params });
+    const image = snapshot(Number(state.params.resolution) || canvas.width);
+    t1 = performance.now();
+    res = await generate({ session: sessionId, seq, final, params: state.params }, image);
   } catch (e) {
     res = { seq, status: "error", message: String(e) };
   } finally {
@@ -202,8 +275,12 @@ async function send(final) {
   state.shownSeq = seq;
   notice.textContent = res.message || "";
   notice.classList.remove("error");
-  out.src = res.image;
-  try { await out.decode(); } catch (e) { /* a newer frame replaced this one */ }
+  let image;
+  try { image = await decodeFrame(res); } catch (e) { stats.errors += 1; notice.textContent = `bad frame: ${e}`; return; }
+  const t3 = performance.now();
+  if (seq !== state.shownSeq) { release(image); return; }  // a newer frame was decoded first
+  paintFrame(image);
+  release(image);
   await new Promise((r) => requestAnimationFrame(() => r()));
   if (seq !== state.shownSeq) return;
   const painted = performance.now();
@@ -216,7 +293,7 @@ async function send(final) {
   stats.breakdown.push({
     seq, final, s2p, encode_browser: t1 - t0, round_trip: t2 - t1, server_total: res.server_ms || 0,
     queue: res.queue_ms || 0, engine: engineMs, encode_server: (res.timings && res.timings.encode) || 0,
-    paint: painted - t2, edit_to_send: t0 - (editTime || t0), ipc: (res.timings && res.timings.ipc) || 0,
+    paint: painted - t2, decode: t3 - t2, edit_to_send: t0 - (editTime || t0), ipc: (res.timings && res.timings.ipc) || 0,
   });
   showHud(res, s2p);
   if (final && state.params.refine) refine(seq);
@@ -230,20 +307,33 @@ async function refine(seq) {
   if (seq !== state.shownSeq || state.drawing) return;
   if (res.status === "error") { notice.textContent = res.message; notice.classList.add("error"); return; }
   if (res.status !== "ok" && res.status !== "cached") { notice.textContent = ""; return; }
-  out.src = res.image;
+  let image;
+  try { image = await decodeFrame(res); } catch (e) { return; }
+  if (seq !== state.shownSeq || state.drawing) { release(image); return; }
+  paintFrame(image);
+  release(image);
   notice.textContent = `refined (${((res.timings && res.timings.total) || 0).toFixed(0)} ms)`;
 }
 
 const small = document.createElement("canvas");
 function snapshot(size) {
   // Send what the model will see: a snapshot at the generation size is smaller to encode, upload and decode.
-  if (size >= canvas.width) return canvas.toDataURL("image/jpeg", 0.85);
-  small.width = size;
-  small.height = size;
-  const sctx = small.getContext("2d");
-  sctx.imageSmoothingQuality = "high";
-  sctx.drawImage(canvas, 0, 0, size, size);
-  return small.toDataURL("image/jpeg", 0.9);
+  let source = canvas, quality = 0.85;
+  if (size < canvas.width) {
+    small.width = size;
+    small.height = size;
+    const sctx = small.getContext("2d");
+    sctx.imageSmoothingQuality = "high";
+    sctx.drawImage(canvas, 0, 0, size, size);
+    source = small;
+    quality = 0.9;
+  }
+  // toDataURL encodes at once; toBlob's asynchronous encode measured ~10 ms slower per frame here
+  const url = source.toDataURL("image/jpeg", quality);
+  const binary = atob(url.slice(url.indexOf(",") + 1));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return { url, bytes };
 }
 
 function tick() {
@@ -275,7 +365,9 @@ window.__ss = {
   },
   clear: clearCanvas, undo, redo,
   sketch: () => canvas.toDataURL("image/png"),
+  frame: () => out.toDataURL("image/png"),  // the shown output, for tests and debugging
 };
 if (window.__ssPending) { window.__ss.setParams(window.__ssPending); window.__ssPending = null; }
+connectSocket();
 restore();
 requestAnimationFrame(tick);

@@ -15,6 +15,7 @@ from PIL import Image
 from pipelines.preprocess import InputError
 
 MAX_DATA_URL_CHARS = 12_000_000
+MAX_SNAPSHOT_BYTES = MAX_DATA_URL_CHARS * 3 // 4
 CANVAS_SIZE = 512
 COLORS = ("#000000", "#555555", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
@@ -39,7 +40,7 @@ HTML = f"""
     <canvas id="ss-canvas" width="{CANVAS_SIZE}" height="{CANVAS_SIZE}" aria-label="sketch canvas"></canvas>
   </div>
   <div class="ss-pane">
-    <img id="ss-output" alt="generated image" data-seq="0">
+    <canvas id="ss-output" role="img" aria-label="generated image" width="512" height="512" data-seq="0"></canvas>
     <div id="ss-notice" aria-live="polite"></div>
   </div>
   <div id="ss-hud" aria-live="off">draw on the left: the picture follows the pen</div>
@@ -56,14 +57,27 @@ CSS = """
 .ss-swatch { width: 22px; height: 22px; padding: 0 !important; }
 #ss-canvas { width: 100%; aspect-ratio: 1; border: 1px solid #999; border-radius: 6px; touch-action: none;
   cursor: crosshair; background: #fff; }
-#ss-output { width: 100%; aspect-ratio: 1; border: 1px solid #999; border-radius: 6px; background: #eee;
-  object-fit: contain; margin-top: 30px; }
+#ss-output { width: 100%; height: auto; border: 1px solid #999; border-radius: 6px; background: #eee;
+  margin-top: 30px; }
 #ss-notice { min-height: 1.3em; font-size: 0.9em; color: #555; }
 #ss-notice.error { color: #b00020; }
 #ss-hud { grid-column: 1 / 3; font-family: ui-monospace, monospace; font-size: 0.85em; color: #333; }
 """
 
 JS = (Path(__file__).with_name("canvas.js")).read_text()
+
+
+def decode_image_bytes(raw: bytes) -> np.ndarray:
+    """An encoded canvas snapshot (JPEG/PNG bytes) -> HxWx3 uint8 RGB; raises InputError on anything else."""
+    if len(raw) > MAX_SNAPSHOT_BYTES:
+        raise InputError("canvas snapshot too large")
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            if image.width * image.height > 4096 * 4096:
+                raise InputError("canvas snapshot too large")
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"unreadable canvas snapshot ({type(error).__name__})") from error
 
 
 def decode_data_url(data_url: str) -> np.ndarray:
@@ -74,19 +88,21 @@ def decode_data_url(data_url: str) -> np.ndarray:
         raise InputError("canvas snapshot too large")
     try:
         raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
-            if image.width * image.height > 4096 * 4096:
-                raise InputError("canvas snapshot too large")
-            return np.asarray(image.convert("RGB"))
-    except (binascii.Error, OSError, ValueError) as error:
+    except (binascii.Error, ValueError) as error:
         raise InputError(f"unreadable canvas snapshot ({type(error).__name__})") from error
+    return decode_image_bytes(raw)
+
+
+def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    """PIL image -> JPEG bytes (the frame the browser shows)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def encode_data_url(image: Image.Image, quality: int = 90) -> str:
     """PIL image -> JPEG data URL for the output <img>."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, quality)).decode()
 
 
 def live_canvas(generate: Callable[[dict], dict], refine: Callable[[dict], dict]) -> gr.HTML:

@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image, PngImagePlugin
 from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.preprocess import InputError
-from ui.canvas import decode_data_url, encode_data_url
+from ui.canvas import decode_data_url, decode_image_bytes, encode_data_url, encode_jpeg
 
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENTRY_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
@@ -154,10 +155,27 @@ class LiveSessions:
             return self._sessions.setdefault(session_id, SessionState())
 
     def live_generate(self, payload) -> dict:
-        """The canvas server function: one snapshot in, the latest frame (or why not) out."""
+        """The canvas server function (JSON over HTTP): a data-URL snapshot in, the frame as a data URL out."""
         t0 = time.perf_counter()
         if isinstance(payload, list) and len(payload) == 1:
             payload = payload[0]
+        image = payload.get("image", "") if isinstance(payload, dict) else ""
+        reply, jpeg = self.generate_frame(payload, lambda: decode_data_url(image))
+        if jpeg is not None:
+            reply["image"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        reply["server_ms"] = (time.perf_counter() - t0) * 1e3
+        return reply
+
+    def live_generate_bytes(self, header: dict, snapshot: bytes) -> tuple[dict, bytes | None]:
+        """The canvas socket's call: the snapshot as encoded image bytes in, (reply, JPEG bytes or None) out."""
+        t0 = time.perf_counter()
+        reply, jpeg = self.generate_frame(header, lambda: decode_image_bytes(snapshot))
+        reply["server_ms"] = (time.perf_counter() - t0) * 1e3
+        return reply, jpeg
+
+    def generate_frame(self, payload, decode: Callable[[], np.ndarray]) -> tuple[dict, bytes | None]:
+        """One snapshot -> (reply without the image, the frame as JPEG bytes or None), whatever the transport.
+        `payload` carries session, seq, final and params; `decode` reads the sketch."""
         seq = payload.get("seq", 0) if isinstance(payload, dict) else 0
         try:
             if not isinstance(payload, dict):
@@ -165,9 +183,9 @@ class LiveSessions:
             seq = int(seq)
             state = self.session(str(payload.get("session", "")))
             params = parse_params(payload.get("params") or {}, self.default_model)
-            sketch = decode_data_url(payload.get("image", ""))
+            sketch = decode()
         except (InputError, TypeError, ValueError) as error:
-            return {"seq": seq, "status": "error", "message": str(error)}
+            return {"seq": seq, "status": "error", "message": str(error)}, None
         state.sketch, state.params, state.seq = sketch, params, seq
         request = Request(session=str(payload["session"]), version=seq, sketch=sketch, **params)
         frame = self.host.generate(request)
@@ -178,9 +196,10 @@ class LiveSessions:
             "queue_ms": frame.queue_ms,
             "timings": dict(frame.timings),
         }
+        jpeg = None
         if frame.image is not None and frame.status in ("ok", "cached"):
             t1 = time.perf_counter()
-            reply["image"] = encode_data_url(frame.image)
+            jpeg = encode_jpeg(frame.image)
             reply["timings"]["encode"] = (time.perf_counter() - t1) * 1e3
             state.image = frame.image
             if payload.get("final"):
@@ -188,8 +207,7 @@ class LiveSessions:
                 if key != state.last_history_key:
                     state.last_history_key = key
                     self.history.add_later(frame.image, sketch, params)
-        reply["server_ms"] = (time.perf_counter() - t0) * 1e3
-        return reply
+        return reply, jpeg
 
     def live_refine(self, payload) -> dict:
         """The pen-up refine pass for the tab's latest frame (`seq`): the model's multi-step teacher, if it has one."""

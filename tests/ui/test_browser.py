@@ -45,6 +45,7 @@ def test_browser_output_changes_during_a_stroke_and_after_pen_up(app_url, chromi
     assert finals >= 1
     hud = page.locator("#ss-hud").text_content()
     assert "stroke→pixel" in hud and "engine" in hud
+    assert page.evaluate("window.__ss.stats.transport") == "socket"  # frames came on the binary socket
     page.close()
 
 
@@ -116,7 +117,7 @@ def test_browser_offline_default_is_the_bundled_model_and_follows_the_sketch(app
     page.wait_for_function(f"Number(document.querySelector('#ss-output').dataset.seq) > {before}", timeout=30_000)
     wait_idle(page)
     sketch = data_url_image(page.evaluate("() => window.__ss.sketch()"))
-    output = data_url_image(page.evaluate("() => document.querySelector('#ss-output').src"))
+    output = data_url_image(page.evaluate("() => window.__ss.frame()"))
     lines = sketch < 128
     assert lines.any() and output[~lines].mean() - output[lines].mean() > 8  # measured: ~16 grey levels
     page.close()

@@ -1,0 +1,113 @@
+"""The live canvas's fast path: one WebSocket per tab carrying binary snapshots in and JPEG frames out.
+
+Gradio's server functions (JSON over HTTP, data URLs, Brotli) stay as the fallback; this path skips the JSON
+wrapping, base64 and compression of every frame. A message is `uint32 header length (big endian) | JSON header |
+image bytes`. Browser -> server: header {session, seq, final, params}, the snapshot (JPEG/PNG). Server -> browser:
+the reply dict of `LiveSessions.generate_frame` (+ `server_ms`, `mime`), then the JPEG frame or nothing.
+
+Each message is handled in its own task (as each HTTP call is), so a pen-up snapshot supersedes a queued one in the
+latest-wins worker instead of waiting behind it on the socket. Connections from another origin are refused: a web
+page the person visits must not drive their GPU (Gradio's HTTP routes have the same CORS rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from urllib.parse import urlsplit
+
+import anyio
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ui.live import LiveSessions
+
+PATH = "/sketchsprint/live"
+MAX_HEADER_BYTES = 64_000
+MAX_MESSAGE_BYTES = 16_000_000
+
+
+class FrameError(ValueError):
+    """A socket message that does not follow the frame layout."""
+
+
+def pack(header: dict, payload: bytes = b"") -> bytes:
+    """header dict + payload bytes -> one binary message."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack(">I", len(head)) + head + payload
+
+
+def unpack(message: bytes) -> tuple[dict, bytes]:
+    """One binary message -> (header dict, payload bytes); FrameError when it is not one."""
+    if len(message) < 4:
+        raise FrameError("message shorter than its length prefix")
+    (size,) = struct.unpack(">I", message[:4])
+    if size > MAX_HEADER_BYTES or 4 + size > len(message):
+        raise FrameError("bad header length")
+    try:
+        header = json.loads(message[4 : 4 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FrameError("header is not JSON") from error
+    if not isinstance(header, dict):
+        raise FrameError("header is not an object")
+    return header, message[4 + size :]
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when the page that opened the socket is served by this server (or no browser origin is given)."""
+    if origin is None:
+        return True  # not a browser (a script or test client): the server's bind address is the boundary
+    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+
+async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
+    """One tab's socket: each snapshot is generated in a worker thread and answered as soon as its frame is ready."""
+    if not same_origin(websocket.headers.get("origin"), websocket.headers.get("host")):
+        await websocket.close(code=1008, reason="cross-origin connection refused")
+        return
+    await websocket.accept()
+    send_lock = asyncio.Lock()
+    tasks: set[asyncio.Task] = set()
+
+    async def answer(message: bytes) -> None:
+        try:
+            if len(message) > MAX_MESSAGE_BYTES:
+                raise FrameError("message too large")
+            header, snapshot = unpack(message)
+        except FrameError as error:
+            reply, jpeg = {"seq": 0, "status": "error", "message": f"bad frame: {error}"}, None
+        else:
+            reply, jpeg = await anyio.to_thread.run_sync(sessions.live_generate_bytes, header, snapshot)
+        reply["mime"] = "image/jpeg" if jpeg else ""
+        async with send_lock:
+            try:
+                await websocket.send_bytes(pack(reply, jpeg or b""))
+            except (WebSocketDisconnect, RuntimeError):
+                pass  # the tab went away meanwhile
+
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("bytes")
+            if data is None:
+                data = b""  # a text message is not a frame: answered with an error below
+            task = asyncio.create_task(answer(data))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def route(sessions: LiveSessions) -> WebSocketRoute:
+    """The socket route for the Gradio app (`launch(app_kwargs={"routes": [route(sessions)]})`)."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await serve(websocket, sessions)
+
+    return WebSocketRoute(PATH, endpoint)
