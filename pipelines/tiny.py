@@ -45,11 +45,16 @@ class TinyConfig:
     guidance_embed: bool = False  # students may take the CFG scale as an input (SANA-Sprint embeds it)
     kind: str = "flow"
     default_guidance: float = 2.0  # CFG scale the teacher is sampled with (and the student learns)
+    # "x": the network's output is the clean image and v = (x_s - x0_hat) / s (JiT, Li & He 2025): the 4x4 patch
+    # stem squeezes 48 pixel values into 32 channels, too few to carry the noise a v-output must reproduce (v-trained
+    # teachers kept visible noise at 32 steps), while clean images fit. "v": the output is the velocity itself.
+    prediction: str = "x"
 
     @classmethod
     def from_dict(cls, data: dict) -> TinyConfig:
         data = dict(data)
         data["channels"] = tuple(data.get("channels", cls.channels))
+        data.setdefault("prediction", "v")  # configs written before x-prediction existed
         return cls(**data)
 
 
@@ -59,6 +64,15 @@ def timestep_embedding(s: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
     freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=s.device, dtype=torch.float32) / half)
     angles = scale * s.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+X_PRED_MIN_S = 0.05  # v = (x_s - x0_hat) / max(|s|, this): bounded near the data end (JiT clips the same way)
+
+
+def velocity_from_clean(x_s: Tensor, x0_hat: Tensor, s: Tensor) -> Tensor:
+    """Flow velocity eps - x0 implied by a clean-image prediction: x_s = (1 - s) x0 + s eps => v = (x_s - x0) / s.
+    |s| because TwinFlow's twin branch passes -s (the sign is for the time embedding only)."""
+    return (x_s - x0_hat) / s.abs().clamp_min(X_PRED_MIN_S).to(x_s.dtype)[:, None, None, None]
 
 
 class ResBlock(nn.Module):
@@ -167,8 +181,11 @@ class SketchTinyNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        v = F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), p)
-        return v + self.refine(torch.cat([v, cond["sketch"].to(x.dtype)], dim=1))
+        y = F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), p)
+        y = y + self.refine(torch.cat([y, cond["sketch"].to(x.dtype)], dim=1))
+        if self.config.prediction == "x":
+            return velocity_from_clean(x, y, s)
+        return y
 
 
 def save_tiny(model: SketchTinyNet, folder: Path | str, *, extra: dict | None = None) -> Path:
