@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 import torch
+import torch.nn.functional as nnf
 from torch import Tensor
 
+from distillation.heads import DiscHeads, hooked_features
 from distillation.methods.base import (
     Method,
     RoleSpec,
@@ -21,7 +26,13 @@ from pipelines.schedules import get_trigflow_timesteps
 class DMD2(Method):
     """Roles: student (trainable, from the teacher), teacher (frozen real score, with CFG), fake (trainable fake
     score, from the teacher). The student is a `num_student_steps`-step TrigFlow consistency sampler trained by
-    backward simulation; the fake score trains `fake_updates` times per student update (TTUR). No GAN term.
+    backward simulation; the fake score trains `fake_updates` times per student update (TTUR).
+
+    GAN term (optional, on when `gan_feature_layers` names fake-score layers): a classifier "cls" (DiscHeads on the
+    fake score's hooked features of noised samples) trains with the fake score (`steps_with="fake"`) on
+    softplus(D_fake) + softplus(-D_real) (weight `guidance_cls_weight`, DMD2: 1e-2); the student adds
+    `gen_cls_weight` softplus(-D_fake) (DMD2: 5e-3). Real = batch["x0"]. The classifier's noise level is flow time
+    s ~ U[cls_s_min, cls_s_max] (defaults: the DM range).
     """
 
     def __init__(
@@ -32,18 +43,38 @@ class DMD2(Method):
         num_student_steps: int = 1,
         s_min: float = 0.02,
         s_max: float = 0.98,
+        gan_feature_layers: Sequence[str] = (),
+        gan_feature_channels: Sequence[int] = (),
+        gen_cls_weight: float = 5e-3,
+        guidance_cls_weight: float = 1e-2,
+        cls_s_min: float | None = None,
+        cls_s_max: float | None = None,
+        head_hidden: int = 64,
+        head_kernel_size: int = 1,
     ):
         self.sigma_d = sigma_d
         self.fake_updates = fake_updates  # TTUR: fake-score updates per generator update (DMD2: 5, SD1.5: 10)
         self.student_times = get_trigflow_timesteps(num_student_steps)
         self.s_min, self.s_max = s_min, s_max  # DM times t ~ U[0.02 T, 0.98 T], here in flow time s
+        self.gan_feature_layers = tuple(gan_feature_layers)  # fake-score layers the classifier reads (DMD2: bottleneck)
+        self.cls_build = partial(DiscHeads, tuple(gan_feature_channels), head_hidden, head_kernel_size)
+        self.gen_cls_weight, self.guidance_cls_weight = gen_cls_weight, guidance_cls_weight
+        self.cls_s_min = s_min if cls_s_min is None else cls_s_min
+        self.cls_s_max = s_max if cls_s_max is None else cls_s_max
+
+    @property
+    def gan(self) -> bool:
+        return bool(self.gan_feature_layers)
 
     def roles(self) -> dict[str, RoleSpec]:
-        return {
+        roles = {
             "student": RoleSpec(trainable=True),
             "teacher": RoleSpec(trainable=False),
             "fake": RoleSpec(trainable=True),
         }
+        if self.gan:
+            roles["cls"] = RoleSpec(trainable=True, init="new", build=self.cls_build, steps_with="fake")
+        return roles
 
     def update_plan(self, step: int) -> list[str]:
         return ["student", "fake"] if step % self.fake_updates == 0 else ["fake"]
@@ -54,7 +85,13 @@ class DMD2(Method):
         if role == "fake":
             with torch.no_grad():
                 x = self.generate(batch)
-            return {"loss": self.fake_score_loss(x, batch)}
+            denoise = self.fake_score_loss(x, batch)
+            if not self.gan:
+                return {"loss": denoise}
+            cond = batch.get("cond")
+            d_fake, d_real = self.classify(x, cond), self.classify(batch["x0"], cond)
+            cls = (nnf.softplus(d_fake) + nnf.softplus(-d_real)).mean()
+            return {"loss": denoise + self.guidance_cls_weight * cls, "denoise_loss": denoise.detach(), "cls_loss": cls}
         raise ValueError(f"DMD2 has no role {role!r} to update")
 
     def generate(self, batch: dict) -> Tensor:
@@ -84,7 +121,20 @@ class DMD2(Method):
             normalizer = mean_flat((x - x_real).abs()).clamp_min(1e-8)
             grad = (x_fake - x_real) / append_dims(normalizer, x)
         loss = 0.5 * mean_flat((x - (x - grad).detach()) ** 2).mean()
-        return {"loss": loss, "dm_grad_norm": grad.flatten(1).norm(dim=1).mean()}
+        out = {"loss": loss, "dm_grad_norm": grad.flatten(1).norm(dim=1).mean()}
+        if self.gan:
+            gen_cls = nnf.softplus(-self.classify(x, batch.get("cond"))).mean()
+            out.update(loss=loss + self.gen_cls_weight * gen_cls, dm_loss=loss.detach(), gen_cls_loss=gen_cls.detach())
+        return out
+
+    def classify(self, x: Tensor, cond) -> Tensor:
+        """GAN logits: re-noise x at s ~ U[cls_s_min, cls_s_max], run the fake score, heads on its hooked layers."""
+        t = uniform_flow_timesteps(x, self.cls_s_min, self.cls_s_max)
+        x_t, _ = trigflow_noising(x, t, self.sigma_d)
+        fake = self.models["fake"]
+        with hooked_features(fake, self.gan_feature_layers) as features:
+            fake(x_t / self.sigma_d, t, cond)
+        return self.models["cls"]([features[name] for name in self.gan_feature_layers])
 
     def fake_score_loss(self, x: Tensor, batch: dict) -> Tensor:
         """Denoising (TrigFlow F) regression of the fake score on detached student samples."""

@@ -31,7 +31,7 @@ def make_method(name):
 @pytest.fixture
 def teacher():
     torch.manual_seed(0)
-    return FlowAsTrigFlow(FlowMLP(hidden=HIDDEN)).requires_grad_(False)
+    return FlowAsTrigFlow(FlowMLP(hidden=HIDDEN, depth=3, input_scale=1.0)).requires_grad_(False)
 
 
 @pytest.fixture
@@ -133,6 +133,23 @@ def test_dmd2_two_time_scale_plan_and_backward_simulation(teacher, batch):
     torch.manual_seed(3)
     b = method.generate({"x0": batch["x0"] * 100 + 7})  # student inputs never read the data values
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_dmd2_gan_term_trains_the_classifier_with_the_fake_score(teacher, batch):
+    """With GAN layers: a "cls" role stepped with the fake score; the student's loss adds softplus(-D) through the
+    fake score's features (the fake score itself is not moved by the student's update)."""
+    method = DMD2(gan_feature_layers=FEATURE_LAYERS, gan_feature_channels=(HIDDEN,) * 3, gen_cls_weight=1.0)
+    models = bound(method, teacher)
+    assert method.roles()["cls"].steps_with == "fake" and "cls" not in DMD2().roles()
+    out = method.loss("student", batch, 0)
+    out["loss"].backward()
+    assert out["gen_cls_loss"] > 0 and grads(models["student"]).abs().max() > 0  # DM grad is 0 here: GAN only
+    optimizers = make_optimizers(method, models, {"default": 1e-3})
+    assert set(optimizers) == {"student", "fake"}
+    before = copy.deepcopy(models["cls"].state_dict())
+    logs = train_step(method, optimizers, batch, step=1)  # fake (+ cls) only
+    assert set(logs) >= {"fake/loss", "fake/cls_loss", "fake/denoise_loss"}
+    assert any(not torch.equal(p, before[k]) for k, p in models["cls"].named_parameters())
 
 
 def test_lcm_consistency_function_is_identity_at_s0(teacher):
