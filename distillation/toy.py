@@ -267,7 +267,8 @@ SETTINGS: dict[str, ToySetting] = {
     # TTUR 2:1 (DMD2: 5:1): the toy's fake score keeps up with fewer updates, and the student gets 2.5x the updates
     # (gmm seed 0: precision 0.85 at 5:1, 0.89 at 2:1, 0.875 at 1:1)
     "dmd2": ToySetting(steps=6000, lrs={"default": 1e-3, "fake": 2e-3}, kwargs=dict(fake_updates=2)),
-    # gmm seed 0 at 6000 steps: precision 0.82 / 0.85 / 0.89 / 0.90 at lr 5e-4 / 1e-3 / 2e-3 / 4e-3; 0.91 at 2e-3 and 8000
+    # gmm seed 0 at 6000 steps: precision 0.82 / 0.85 / 0.89 / 0.90 at lr 5e-4 / 1e-3 / 2e-3 / 4e-3;
+    # 0.91 at 2e-3 and 8000 steps
     "twinflow": ToySetting(steps=8000, lrs={"default": 2e-3}),
     # 20-point skipping grid (s steps of 0.05): half the links of the default 50 to carry consistency from s = 0
     # up to the 2-step sampler's s = 0.5 and 1, with Euler teacher steps still finer than the teacher@8 baseline

@@ -56,7 +56,8 @@ class DMD2(Method):
         self.fake_updates = fake_updates  # TTUR: fake-score updates per generator update (DMD2: 5, SD1.5: 10)
         self.student_times = get_trigflow_timesteps(num_student_steps)
         self.s_min, self.s_max = s_min, s_max  # DM times t ~ U[0.02 T, 0.98 T], here in flow time s
-        self.gan_feature_layers = tuple(gan_feature_layers)  # fake-score layers the classifier reads (DMD2: bottleneck)
+        # fake-score layers the classifier reads (DMD2: the bottleneck)
+        self.gan_feature_layers = tuple(gan_feature_layers)
         self.cls_build = partial(DiscHeads, tuple(gan_feature_channels), head_hidden, head_kernel_size)
         self.gen_cls_weight, self.guidance_cls_weight = gen_cls_weight, guidance_cls_weight
         self.cls_s_min = s_min if cls_s_min is None else cls_s_min
@@ -91,7 +92,8 @@ class DMD2(Method):
             cond = batch.get("cond")
             d_fake, d_real = self.classify(x, cond), self.classify(batch["x0"], cond)
             cls = (nnf.softplus(d_fake) + nnf.softplus(-d_real)).mean()
-            return {"loss": denoise + self.guidance_cls_weight * cls, "denoise_loss": denoise.detach(), "cls_loss": cls}
+            loss = denoise + self.guidance_cls_weight * cls
+            return {"loss": loss, "denoise_loss": denoise.detach(), "cls_loss": cls}
         raise ValueError(f"DMD2 has no role {role!r} to update")
 
     def generate(self, batch: dict) -> Tensor:
