@@ -100,9 +100,14 @@ def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_data_url(jpeg: bytes) -> str:
+    """JPEG bytes -> a data URL (frames sent over HTTP)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
 def encode_data_url(image: Image.Image, quality: int = 90) -> str:
-    """PIL image -> JPEG data URL for the output <img>."""
-    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, quality)).decode()
+    """PIL image -> JPEG data URL."""
+    return jpeg_data_url(encode_jpeg(image, quality))
 
 
 def live_canvas(generate: Callable[[dict], dict], refine: Callable[[dict], dict]) -> gr.HTML:

@@ -19,7 +19,7 @@ from PIL import Image, PngImagePlugin
 from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.preprocess import InputError
-from ui.canvas import decode_data_url, decode_image_bytes, encode_data_url, encode_jpeg
+from ui.canvas import decode_data_url, decode_image_bytes, encode_data_url, encode_jpeg, jpeg_data_url
 
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENTRY_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
@@ -162,7 +162,7 @@ class LiveSessions:
         image = payload.get("image", "") if isinstance(payload, dict) else ""
         reply, jpeg = self.generate_frame(payload, lambda: decode_data_url(image))
         if jpeg is not None:
-            reply["image"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+            reply["image"] = jpeg_data_url(jpeg)
         reply["server_ms"] = (time.perf_counter() - t0) * 1e3
         return reply
 
