@@ -39,6 +39,17 @@ def held_out(data: Path, n: int) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
+def train_images(data: Path, n: int, seed: int = 0) -> np.ndarray | None:
+    """n training images (seeded pick), the real-vs-real reference for FD/KID; None when the split is absent."""
+    path = data / "train.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as train:
+        images = train["image"]
+        pick = np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False)
+        return images[np.sort(pick)]
+
+
 def generate(
     model: SketchTinyNet, sketches: np.ndarray, text: torch.Tensor, *, steps: int, batch: int = 16
 ) -> np.ndarray:
@@ -99,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         scores = fd_effnet_lite0(images, data["image"])
         fd[key], kid[key] = scores["fd_effnet_lite0"], scores["kid_effnet_lite0"]
         f1[key] = sketch_fidelity(images, data["sketch"], method=args.edge_method)["edge_f1"]
+    reference = train_images(args.data, len(data["image"]))
+    if reference is not None:  # the floor at this n: real held-out images against as many training images
+        scores = fd_effnet_lite0(reference, data["image"])
+        fd["real images"], kid["real images"] = scores["fd_effnet_lite0"], scores["kid_effnet_lite0"]
     f1["real images"] = sketch_fidelity(data["image"], data["sketch"], method=args.edge_method)["edge_f1"]
     t_max = f"teacher@{max(map(int, args.teacher_steps.split(',')))}"
     report = {

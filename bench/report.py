@@ -75,9 +75,10 @@ def quality_rows(reports: list[dict]) -> list[dict]:
     rows = []
     for r in reports:
         for key, fd in r["fd_effnet"].items():
-            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": key, "fd": fd,
+            run = "real images (reference)" if key == "real images" else key
+            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": run, "fd": fd,
                          "kid": r.get("kid_effnet", {}).get(key, ""), "f1": r["edge_f1"].get(key, "")})  # fmt: skip
-        if "real images" in r["edge_f1"]:
+        if "real images" in r["edge_f1"] and "real images" not in r["fd_effnet"]:
             rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": "real images (reference)",
                          "fd": "", "kid": "", "f1": r["edge_f1"]["real images"]})  # fmt: skip
     return rows

@@ -26,6 +26,7 @@ def test_quality_reports_fd_and_edge_f1_for_every_step_count_and_saves_the_grid(
     sketch[:, 8:24, 15:17] = 0  # a black stroke on white
     image = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     np.savez(data / "heldout.npz", sketch=sketch, image=image, caption_index=np.arange(4) % 2)
+    np.savez(data / "train.npz", image=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
     np.savez(data / "captions.npz", text=np.array(["a", "b"]), embedding=rng.normal(size=(2, 384)).astype(np.float16))
     command = [sys.executable, "-m", "bench.quality", "--model", "s", "--models-dir", str(tmp_path)]
     command += ["--data", str(data), "--n", "4", "--teacher-steps", "1,2", "--student-steps", "1,2"]
@@ -35,7 +36,9 @@ def test_quality_reports_fd_and_edge_f1_for_every_step_count_and_saves_the_grid(
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     keys = {"teacher@1", "teacher@2", "student@1", "student@2"}
-    assert report["n"] == 4 and set(report["fd_effnet"]) == keys and set(report["edge_f1"]) == keys | {"real images"}
+    with_real = keys | {"real images"}  # FD/KID of real held-out vs training images: the floor at this n
+    assert report["n"] == 4 and set(report["fd_effnet"]) == with_real and set(report["edge_f1"]) == with_real
+    assert set(report["kid_effnet"]) == with_real
     assert all(v >= 0 for v in report["fd_effnet"].values()) and "not comparable to FID" in report["fd_label"]
     assert set(report["checks"]) == {
         "fd_student1_le_1.3x_teacher@2", "fd_student1_le_0.5x_teacher@1", "edge_f1_student1_ge_0.9x_teacher@2"

@@ -13,6 +13,15 @@ def test_quality_rows_list_every_sampler_and_the_real_image_reference():
     assert "| quality_x.json | m | 3 | student@1 | 13.2 | 0.020 | 0.450 |" in markdown
 
 
+def test_quality_rows_put_the_real_image_fd_floor_on_the_reference_row():
+    report = {"_file": "q.json", "model": "m", "n": 3, "fd_effnet": {"student@1": 13.0, "real images": 7.5},
+              "kid_effnet": {"student@1": 0.02, "real images": 0.01},
+              "edge_f1": {"student@1": 0.45, "real images": 0.8}}  # fmt: skip
+    rows = quality_rows([report])
+    assert [r["run"] for r in rows] == ["student@1", "real images (reference)"]
+    assert (rows[1]["fd"], rows[1]["kid"], rows[1]["f1"]) == (7.5, 0.01, 0.8)
+
+
 def test_replace_block_keeps_the_markers_and_the_text_around_them():
     readme = "a\n<!-- bench:quality:begin -->\nold\n<!-- bench:quality:end -->\nb\n"
     assert replace_block(readme, "bench:quality", "new") == (
