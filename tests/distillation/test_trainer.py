@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
@@ -240,6 +241,22 @@ def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path, method):
     assert all(math.isfinite(v) for v in logs.values()) and "student/skipped" not in logs
     with pytest.raises(ConfigError, match="data.kind 'sketch_pairs' gives images"):
         set_up(tmp_path / "sana", "tiny_scm_ladd.toml", "--data.kind=sketch_pairs", f"--data.path={root}")
+
+
+def test_data_split_picks_the_prepared_split_the_trainer_reads(tmp_path):
+    """data.split = "teacher_pool": the trainer's x0 are that split's images (distillation.pool writes it)."""
+    root, sketch, _ = write_sketch_pairs(tmp_path / "pairs")
+    pool = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    np.savez(root / "teacher_pool.npz", sketch=sketch[:2], image=pool, caption_index=np.array([1, 0]))
+    overrides = ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", "--method.name=scm", "--optim.role_lr={}"]
+    overrides += ["--data.kind=sketch_pairs", f"--data.path={root}", "--data.split=teacher_pool"]
+    trainer = set_up(tmp_path / "run", "tiny_scm_ladd.toml", *overrides)
+    assert len(trainer.dataset) == 2
+    torch.testing.assert_close(
+        trainer.dataset[1]["x0"], SIGMA_D * (torch.from_numpy(pool[1]).permute(2, 0, 1) / 127.5 - 1)
+    )
+    with pytest.raises(ConfigError, match="data.path: .*teacher_nope.npz does not exist"):
+        set_up(tmp_path / "run2", "tiny_scm_ladd.toml", *overrides[:-1], "--data.split=teacher_nope")
 
 
 def test_flow_matching_pretrains_the_small_teacher_and_exports_a_flow_model(tmp_path):

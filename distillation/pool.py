@@ -1,0 +1,81 @@
+"""A teacher-sample split: the prepared training sketches and captions with the teacher's own pictures as images.
+
+    python -m distillation.data teacher-pool --teacher assets/models/sketch-tiny-teacher --n 2000 --steps 8
+
+LADD's "real" side is then the teacher's output distribution (as in SD3-Turbo's LADD and the 2-D toy's sample pool),
+a target the student, initialised from the teacher, can reach; against real images the discriminator latches onto
+what the small teacher cannot draw and pushes the student off it. The split is read like any other
+(`data.split = "teacher_pool"` in a preset).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+POOL_SPLIT = "teacher_pool"
+
+
+def pick_items(count: int, n: int, seed: int) -> np.ndarray:
+    """n distinct training indices (all of them when n >= count), seeded, in ascending order."""
+    if n >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=n, replace=False))
+
+
+@torch.no_grad()
+def build_teacher_pool(
+    root: Path | str,
+    teacher: Path | str,
+    *,
+    n: int = 2000,
+    steps: int = 8,
+    seed: int = 0,
+    batch: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Write `<root>/teacher_pool.npz` (sketch, image, caption_index; the training split's layout): the teacher's
+    Euler samples (its own CFG scale) for n seeded training items, noise seeded per item. Returns a summary."""
+    from distillation.data import DataError
+    from pipelines.registry import ModelError
+    from pipelines.tiny import load_tiny, sample
+
+    root = Path(root)
+    train_path, captions_path = root / "train.npz", root / "captions.npz"
+    for path in (train_path, captions_path):
+        if not path.is_file():
+            raise DataError(f"{path} does not exist; build it with: python -m distillation.data prepare")
+    try:
+        model = load_tiny(teacher)
+    except ModelError as error:
+        raise DataError(f"teacher: {error}") from error
+    if model.config.kind == "trigflow":
+        raise DataError(f"{teacher} is a distilled student, not a flow-matching teacher")
+    with np.load(train_path) as train:
+        items = pick_items(len(train["caption_index"]), n, seed)
+        sketches, caption_index = train["sketch"][items], train["caption_index"][items]
+    with np.load(captions_path) as captions:
+        embeddings = torch.from_numpy(captions["embedding"].astype(np.float32))
+    size = model.config.resolution
+    if sketches.shape[-1] != size:
+        raise DataError(f"{root} holds {sketches.shape[-1]} px sketches; the teacher draws {size} px")
+    null_text = torch.zeros(1, embeddings.shape[1])
+    images = np.empty((len(items), size, size, 3), np.uint8)
+    for start in tqdm(range(0, len(items), batch), desc="teacher pool", unit="batch", disable=not progress):
+        stop = min(start + batch, len(items))
+        ink = torch.from_numpy(1.0 - sketches[start:stop].astype(np.float32) / 255.0)[:, None]
+        noise = torch.stack(
+            [torch.randn(3, size, size, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
+             for i in items[start:stop]]
+        )  # fmt: skip
+        cond = {"sketch": ink, "text": embeddings[torch.from_numpy(caption_index[start:stop].astype(np.int64))]}
+        out = sample(model, cond, steps=steps, noise=noise, null_text=null_text)
+        images[start:stop] = ((out.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    target = root / f"{POOL_SPLIT}.npz"
+    partial = target.with_suffix(".partial.npz")
+    np.savez(partial, sketch=sketches, image=images, caption_index=caption_index, train_index=items)
+    partial.replace(target)  # never a half-written split
+    return {"out": str(target), "n": len(items), "steps": steps, "seed": seed, "teacher": str(teacher)}
