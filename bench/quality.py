@@ -17,7 +17,7 @@ from PIL import Image
 
 from bench.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
 from pipelines.registry import ModelError, Registry
-from pipelines.tiny import SketchTinyNet, load_tiny, sample
+from pipelines.tiny import load_tiny, sample_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,6 @@ def held_out(data: Path, n: int) -> dict[str, np.ndarray]:
     }
 
 
-@torch.no_grad()
 def train_images(data: Path, n: int, seed: int = 0) -> np.ndarray | None:
     """n training images (seeded pick), the real-vs-real reference for FD/KID; None when the split is absent."""
     path = data / "train.npz"
@@ -48,28 +47,6 @@ def train_images(data: Path, n: int, seed: int = 0) -> np.ndarray | None:
         images = train["image"]
         pick = np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False)
         return images[np.sort(pick)]
-
-
-def generate(
-    model: SketchTinyNet, sketches: np.ndarray, text: torch.Tensor, *, steps: int, batch: int = 16
-) -> np.ndarray:
-    """Images (n, h, w, 3) uint8 for every sketch, seed = index, so every model sees the same noise."""
-    size = model.config.resolution
-    out = []
-    null_text = torch.zeros(1, text.shape[1])
-    for start in range(0, len(sketches), batch):
-        stop = min(start + batch, len(sketches))
-        ink = torch.from_numpy(1.0 - sketches[start:stop].astype(np.float32) / 255.0)[:, None]
-        if ink.shape[-1] != size:
-            ink = torch.nn.functional.interpolate(ink, size=(size, size), mode="area")
-        noise = torch.stack(
-            [torch.randn(3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(start, stop)]
-        )
-        generator = torch.Generator().manual_seed(start)
-        cond = {"sketch": ink, "text": text[start:stop]}
-        images = sample(model, cond, steps=steps, noise=noise, null_text=null_text, generator=generator)
-        out.append(((images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
-    return np.concatenate(out)
 
 
 def grid(sketches: np.ndarray, columns: dict[str, np.ndarray], rows: int = 6) -> Image.Image:
@@ -104,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     outputs: dict[str, np.ndarray] = {}
     for who, model, steps in [("teacher", teacher, args.teacher_steps), ("student", student, args.student_steps)]:
         for n_steps in map(int, steps.split(",")):
-            outputs[f"{who}@{n_steps}"] = generate(model, data["sketch"], data["text"], steps=n_steps)
+            seeds = range(len(data["sketch"]))  # seed = index: every model sees the same noise
+            outputs[f"{who}@{n_steps}"] = sample_images(
+                model, data["sketch"], data["text"], steps=n_steps, seeds=seeds
+            )
     fd, f1, kid = {}, {}, {}
     for key, images in outputs.items():
         scores = fd_effnet_lite0(images, data["image"])

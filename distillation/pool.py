@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 POOL_SPLIT = "teacher_pool"
 
@@ -41,7 +40,7 @@ def build_teacher_pool(
     Euler samples (its own CFG scale) for n seeded training items, noise seeded per item. Returns a summary."""
     from distillation.data import DataError
     from pipelines.registry import ModelError
-    from pipelines.tiny import load_tiny, sample
+    from pipelines.tiny import load_tiny, sample_images
 
     root = Path(root)
     train_path, captions_path = root / "train.npz", root / "captions.npz"
@@ -62,18 +61,10 @@ def build_teacher_pool(
     size = model.config.resolution
     if sketches.shape[-1] != size:
         raise DataError(f"{root} holds {sketches.shape[-1]} px sketches; the teacher draws {size} px")
-    null_text = torch.zeros(1, embeddings.shape[1])
-    images = np.empty((len(items), size, size, 3), np.uint8)
-    for start in tqdm(range(0, len(items), batch), desc="teacher pool", unit="batch", disable=not progress):
-        stop = min(start + batch, len(items))
-        ink = torch.from_numpy(1.0 - sketches[start:stop].astype(np.float32) / 255.0)[:, None]
-        noise = torch.stack(
-            [torch.randn(3, size, size, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
-             for i in items[start:stop]]
-        )  # fmt: skip
-        cond = {"sketch": ink, "text": embeddings[torch.from_numpy(caption_index[start:stop].astype(np.int64))]}
-        out = sample(model, cond, steps=steps, noise=noise, null_text=null_text)
-        images[start:stop] = ((out.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    text = embeddings[torch.from_numpy(caption_index.astype(np.int64))]
+    seeds = [seed * 1_000_003 + int(i) for i in items]  # per item, so a pool does not depend on the batch size
+    images = sample_images(model, sketches, text, steps=steps, seeds=seeds, batch=batch,
+                           progress="teacher pool" if progress else None)  # fmt: skip
     target = root / f"{POOL_SPLIT}.npz"
     partial = target.with_suffix(".partial.npz")
     np.savez(partial, sketch=sketches, image=images, caption_index=caption_index, train_index=items)
