@@ -38,30 +38,24 @@ def build_teacher_pool(
 ) -> dict:
     """Write `<root>/teacher_pool.npz` (sketch, image, caption_index; the training split's layout): the teacher's
     Euler samples (its own CFG scale) for n seeded training items, noise seeded per item. Returns a summary."""
-    from distillation.data import DataError
+    from distillation.data import DataError, SketchPairs
     from pipelines.registry import ModelError
     from pipelines.tiny import load_tiny, sample_images
 
     root = Path(root)
-    train_path, captions_path = root / "train.npz", root / "captions.npz"
-    for path in (train_path, captions_path):
-        if not path.is_file():
-            raise DataError(f"{path} does not exist; build it with: python -m distillation.data prepare")
+    train = SketchPairs(root, "train")  # the prepared split and captions, or a DataError naming the command
     try:
         model = load_tiny(teacher)
     except ModelError as error:
         raise DataError(f"teacher: {error}") from error
     if model.config.kind == "trigflow":
         raise DataError(f"{teacher} is a distilled student, not a flow-matching teacher")
-    with np.load(train_path) as train:
-        items = pick_items(len(train["caption_index"]), n, seed)
-        sketches, caption_index = train["sketch"][items], train["caption_index"][items]
-    with np.load(captions_path) as captions:
-        embeddings = torch.from_numpy(captions["embedding"].astype(np.float32))
+    items = pick_items(len(train), n, seed)
+    sketches, caption_index = train.sketches[items], train.caption_index[items]
     size = model.config.resolution
     if sketches.shape[-1] != size:
         raise DataError(f"{root} holds {sketches.shape[-1]} px sketches; the teacher draws {size} px")
-    text = embeddings[torch.from_numpy(caption_index.astype(np.int64))]
+    text = train.embeddings[torch.from_numpy(caption_index.astype(np.int64))]
     seeds = [seed * 1_000_003 + int(i) for i in items]  # per item, so a pool does not depend on the batch size
     images = sample_images(model, sketches, text, steps=steps, seeds=seeds, batch=batch,
                            progress="teacher pool" if progress else None)  # fmt: skip
