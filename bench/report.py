@@ -67,6 +67,21 @@ TABLES = {
         ("teacher p50 ms", "teacher.p50_ms"),
         ("teacher / student", "teacher_over_student_p50"),
     ],
+    "train_gpu": [
+        ("file", "_file"),
+        ("method", "method"),
+        ("device", "device_name"),
+        ("teacher M params", "teacher_params_m"),
+        ("trainable M params", "trainable_params_m"),
+        ("LoRA rank", "lora_rank"),
+        ("resolution", "resolution"),
+        ("batch", "batch"),
+        ("dtype", "dtype"),
+        ("steps", "steps"),
+        ("s/step", "s_per_step"),
+        ("s/step p50", "s_per_step_p50"),
+        ("peak GiB", "peak_memory_gb"),
+    ],
 }
 
 

@@ -1032,6 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool_p.add_argument("--steps", type=int, default=8, help="the teacher's Euler steps")
     pool_p.add_argument("--seed", type=int, default=0)
     pool_p.add_argument("--threads", type=int, default=None, help="torch threads")
+    pool_p.add_argument("--device", default="cpu", help="torch device for the teacher (cuda: seconds, not minutes)")
     sheet_p = commands.add_parser("sheet", help="contact sheet PNG of random prepared pairs")
     sheet_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "128")
     sheet_p.add_argument("--out", type=Path, default=Path("assets/examples/sketch_tiny_pairs.png"))
@@ -1080,7 +1081,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.threads:
                 torch.set_num_threads(args.threads)
-            report = build_teacher_pool(args.data, args.teacher, n=args.n, steps=args.steps, seed=args.seed)
+            report = build_teacher_pool(args.data, args.teacher, n=args.n, steps=args.steps, seed=args.seed,
+                                        device=args.device)  # fmt: skip
         else:
             sheet = contact_sheet(args.data, n=args.n, seed=args.seed)
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,12 @@ def build_teacher_pool(
     steps: int = 8,
     seed: int = 0,
     batch: int = 32,
+    device: str = "cpu",
     progress: bool = True,
 ) -> dict:
     """Write `<root>/teacher_pool.npz` (sketch, image, caption_index; the training split's layout): the teacher's
-    Euler samples (its own CFG scale) for n seeded training items, noise seeded per item. Returns a summary."""
+    Euler samples (its own CFG scale) for n seeded training items, noise seeded per item (drawn on the CPU for any
+    `device`, so a GPU pool differs from a CPU one only by float rounding). Returns a summary."""
     from distillation.data import DataError, SketchPairs
     from pipelines.registry import ModelError
     from pipelines.tiny import load_tiny, sample_images
@@ -45,7 +47,7 @@ def build_teacher_pool(
     root = Path(root)
     train = SketchPairs(root, "train")  # the prepared split and captions, or a DataError naming the command
     try:
-        model = load_tiny(teacher)
+        model = load_tiny(teacher, device=device)
     except ModelError as error:
         raise DataError(f"teacher: {error}") from error
     if model.config.kind == "trigflow":
@@ -63,4 +65,5 @@ def build_teacher_pool(
     partial = target.with_suffix(".partial.npz")
     np.savez(partial, sketch=sketches, image=images, caption_index=caption_index, train_index=items)
     partial.replace(target)  # never a half-written split
-    return {"out": str(target), "n": len(items), "steps": steps, "seed": seed, "teacher": str(teacher)}
+    return {"out": str(target), "n": len(items), "steps": steps, "seed": seed, "teacher": str(teacher),
+            "device": device}  # fmt: skip

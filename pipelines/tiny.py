@@ -261,23 +261,26 @@ def sample_images(
 ) -> np.ndarray:
     """uint8 pictures (n, h, w, 3) for black-on-white uint8 sketches (n, h, w) and text embeddings (n, d): the noise
     of item i is seeded by seeds[i] (results do not depend on `batch` for Euler teachers), CFG at the model's
-    default scale against zeroed text. `progress` names a tqdm bar (None: no bar)."""
+    default scale against zeroed text. `progress` names a tqdm bar (None: no bar). Runs on the model's device; the
+    initial noise is always drawn on the CPU, so a GPU sees the same x_1 as a CPU."""
     from tqdm import tqdm
 
     size = model.config.resolution
-    null_text = torch.zeros(1, text.shape[1])
+    device = next(model.parameters()).device
+    null_text = torch.zeros(1, text.shape[1], device=device)
     out = np.empty((len(sketches), size, size, 3), np.uint8)
     for start in tqdm(range(0, len(sketches), batch), desc=progress, unit="batch", disable=progress is None):
         stop = min(start + batch, len(sketches))
-        ink = torch.from_numpy(1.0 - sketches[start:stop].astype(np.float32) / 255.0)[:, None]
+        ink = torch.from_numpy(1.0 - sketches[start:stop].astype(np.float32) / 255.0)[:, None].to(device)
         if ink.shape[-1] != size:
             ink = F.interpolate(ink, size=(size, size), mode="area")
         noise = torch.stack([torch.randn(3, size, size, generator=torch.Generator().manual_seed(int(seed)))
-                             for seed in seeds[start:stop]])  # fmt: skip
-        generator = torch.Generator().manual_seed(start)  # multi-step students' re-noising
-        images = sample(model, {"sketch": ink, "text": text[start:stop]}, steps=steps, noise=noise,
+                             for seed in seeds[start:stop]]).to(device)  # fmt: skip
+        generator = torch.Generator(device).manual_seed(start)  # multi-step students' re-noising
+        images = sample(model, {"sketch": ink, "text": text[start:stop].to(device)}, steps=steps, noise=noise,
                         null_text=null_text, generator=generator)  # fmt: skip
-        out[start:stop] = ((images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        pixels = ((images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        out[start:stop] = pixels.cpu().numpy()
     return out
 
 

@@ -59,3 +59,20 @@ def test_teacher_pool_cli_prints_a_json_report(tmp_path, capsys):
     assert main([*argv, "--steps", "1", "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["command"] == "teacher-pool" and report["n"] == 2 and (root / "teacher_pool.npz").is_file()
+
+
+@pytest.mark.gpu
+def test_teacher_pool_on_cuda_matches_the_cpu_pool_to_rounding(tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    write_tiny_student_with_teacher(tmp_path / "models")
+    root, _, _ = write_sketch_pairs(tmp_path / "pairs", n=4, size=32)
+    pools = {}
+    for device in ("cpu", "cuda"):
+        report = build_teacher_pool(root, tmp_path / "models" / "teacher", n=4, steps=2, device=device, progress=False)
+        assert report["device"] == device
+        with np.load(root / "teacher_pool.npz") as pool:
+            pools[device] = pool["image"].astype(int)
+    assert np.abs(pools["cpu"] - pools["cuda"]).max() <= 2  # the same noise; only float rounding differs
