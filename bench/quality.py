@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     data = held_out(args.data, args.n)
     started = time.perf_counter()
     outputs: dict[str, np.ndarray] = {}
+    seeds = range(len(data["sketch"]))  # seed = index: every model sees the same noise
     for who, model, steps in [("teacher", teacher, args.teacher_steps), ("student", student, args.student_steps)]:
         for n_steps in map(int, steps.split(",")):
-            seeds = range(len(data["sketch"]))  # seed = index: every model sees the same noise
             outputs[f"{who}@{n_steps}"] = sample_images(
                 model, data["sketch"], data["text"], steps=n_steps, seeds=seeds
             )
