@@ -1,7 +1,8 @@
 """The 2-D proof of every method (notes/distillation.md sec. 5): 8-Gaussian ring, exact GMM and MLP flow teachers.
 
     python -m distillation.toy --method scm --seed 0 --teacher gmm --json
-    python -m distillation.toy --all --markdown BENCHMARKS.md
+    python -m distillation.toy --all --records bench/results/toy.jsonl --markdown BENCHMARKS.md
+    python -m distillation.toy --all --methods scm,dmd2 --records bench/results/toy.jsonl --markdown BENCHMARKS.md
 
 Data live in flow units (ring radius 2, std 0.1); methods see TrigFlow-scale x0 = sigma_d * data. The training
 data are teacher samples (64 Euler steps). All metrics compare against fresh draws of the true ring.
@@ -49,6 +50,7 @@ INPUT_SCALE = 16.0
 MARKERS = ("<!-- toy:begin -->", "<!-- toy:end -->")
 # the distillation methods (flow_matching pre-trains teachers: it has no 1-step student to judge)
 DISTILLERS = [name for name, cls in METHODS.items() if cls.sampler == "trigflow"]
+TEACHERS, SEEDS = ("gmm", "mlp"), (0, 1, 2)
 
 
 # ---- data and teachers -------------------------------------------------------------------------------------------
@@ -469,12 +471,26 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
-def run_group(group: tuple[str, int, Scale]) -> list[dict]:
-    """Every method on one (teacher, seed), sharing the teacher; a worker process of `--all --jobs N`."""
-    teacher_kind, seed, scale = group
+def merge_records(old: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of `new` replace rows of `old` with the same (method, teacher, seed); ordered by teacher, seed, method."""
+    rows = {(r["method"], r["teacher"], r["seed"]): r for r in [*old, *new]}
+    rank = {name: i for i, name in enumerate(DISTILLERS)}
+    return sorted(rows.values(), key=lambda r: (TEACHERS.index(r["teacher"]), r["seed"], rank.get(r["method"], 99)))
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON-lines records file ([] when it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_group(group: tuple[str, int, Scale, tuple[str, ...]]) -> list[dict]:
+    """The given methods on one (teacher, seed), sharing the teacher; a worker process of `--all --jobs N`."""
+    teacher_kind, seed, scale, methods = group
     torch.set_num_threads(1)
     benches: dict = {}
-    return [run(name, seed, teacher_kind, scale, benches) for name in DISTILLERS]
+    return [run(name, seed, teacher_kind, scale, benches) for name in methods]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -485,6 +501,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the record as one JSON line")
     parser.add_argument("--all", action="store_true", help="every method x seeds 0, 1, 2 x both teachers")
     parser.add_argument("--markdown", type=Path, help="with --all: write the table between the toy markers")
+    parser.add_argument(
+        "--methods", help="with --all: a comma-separated subset of the methods (the rest keep their --records rows)"
+    )
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="with --all: JSON-lines file of all runs; new rows replace their old ones and "
+        "--markdown is written from the whole file",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="with --all: worker processes, one (teacher, seed) each")
     parser.add_argument("--smoke", action="store_true", help="a few steps at small sizes (plumbing only)")
     parser.add_argument("--threads", type=int, default=1)
@@ -492,16 +517,27 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     scale = SMOKE if args.smoke else Scale()
     if args.all:
-        groups = [(kind, seed, scale) for kind in ("gmm", "mlp") for seed in (0, 1, 2)]
+        methods = tuple(args.methods.split(",")) if args.methods else tuple(DISTILLERS)
+        unknown = sorted(set(methods) - set(DISTILLERS))
+        if unknown:
+            parser.error(f"unknown methods {unknown}; choose from {DISTILLERS}")
+        groups = [(kind, seed, scale, methods) for kind in TEACHERS for seed in SEEDS]
         records = []
         with ProcessPoolExecutor(args.jobs) as pool:
             for group_records in pool.map(run_group, groups):
                 for record in group_records:
                     print(json.dumps(record), flush=True)
                 records += group_records
+        table = records
+        if args.records:
+            table = merge_records(read_records(args.records), records)
+            args.records.parent.mkdir(parents=True, exist_ok=True)
+            args.records.write_text("".join(json.dumps(r) + "\n" for r in table))
         if args.markdown:
-            write_section(args.markdown, markdown_table(records))
-        print(json.dumps({"runs": len(records), "passed": sum(r["pass"] for r in records)}))
+            write_section(args.markdown, markdown_table(table))
+        summary = {"runs": len(records), "passed": sum(r["pass"] for r in records)}
+        summary.update(table_runs=len(table), table_passed=sum(r["pass"] for r in table))
+        print(json.dumps(summary))
         return
     if args.method is None:
         parser.error("--method is required without --all")

@@ -74,3 +74,34 @@ def test_markdown_section_is_replaced_between_markers(tmp_path):
     text = path.read_text()
     assert "first" not in text and "second" in text and text.count(toy.MARKERS[0]) == 1
     assert text.startswith("# Benchmarks\n\nintro") and text.endswith("## Later\nkept\n")
+
+
+def test_merge_records_replaces_same_runs_and_orders_teacher_seed_method():
+    def row(method, teacher, seed, tag):
+        return {"method": method, "teacher": teacher, "seed": seed, "tag": tag}
+
+    old = [row("lcm", "mlp", 0, "old"), row("scm", "gmm", 1, "old"), row("scm", "gmm", 0, "old")]
+    new = [row("scm", "gmm", 0, "new"), row("dmd2", "gmm", 0, "new")]
+    merged = toy.merge_records(old, new)
+    assert [(r["method"], r["teacher"], r["seed"], r["tag"]) for r in merged] == [
+        ("scm", "gmm", 0, "new"),
+        ("dmd2", "gmm", 0, "new"),
+        ("scm", "gmm", 1, "old"),
+        ("lcm", "mlp", 0, "old"),
+    ]
+
+
+def test_cli_reruns_a_subset_and_keeps_the_other_rows(tmp_path, capsys):
+    kept = toy.run("lcm", 0, "gmm", toy.SMOKE) | {"precision": 0.123456}
+    records, markdown = tmp_path / "toy.jsonl", tmp_path / "BENCHMARKS.md"
+    records.write_text(json.dumps(kept) + "\n")
+    args = ["--all", "--smoke", "--methods", "scm", "--records", str(records), "--markdown", str(markdown)]
+    toy.main(args)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["runs"] == 6 and summary["table_runs"] == 7
+    rows = toy.read_records(records)
+    assert [r["method"] for r in rows].count("scm") == 6 and rows[0]["method"] == "scm"
+    assert any(r["method"] == "lcm" and r["precision"] == 0.123456 for r in rows)
+    assert "| lcm | gmm | 0 |" in markdown.read_text() and "0.123 /" in markdown.read_text()
+    with pytest.raises(SystemExit):
+        toy.main(["--all", "--smoke", "--methods", "nope"])
