@@ -57,7 +57,9 @@ def test_ten_fast_requests_make_at_most_two_generations_and_the_last_is_shown():
     assert len(run.calls) <= 2
     assert frames[-1].status == "ok"
     assert frames[-1].image.getpixel((0, 0))[0] == 10
-    assert all(f.status == "stale" for f in frames[1:-1])
+    # the worker takes one early request (the first, unless the submits outran its thread); every other one is dropped
+    early = [f.status for f in frames[:-1]]
+    assert early.count("ok") == len(run.calls) - 1 <= 1 and early.count("stale") == len(early) - early.count("ok")
 
 
 def test_unchanged_request_is_not_recomputed():
