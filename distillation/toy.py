@@ -267,14 +267,20 @@ class ToySetting:
 LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3, head_kernel_size=1, p_mean_d=-4.0)
 GAN_LRS = {"default": 2e-4, "heads": 1e-3}
 SETTINGS: dict[str, ToySetting] = {
-    # precision still rises at 8000 steps (gmm seed 0, input scale 16: 0.875 / 0.885 / 0.889 at 4000 / 6000 / 8000);
-    # lr 2e-4, p_mean 0.8 or tangent_norm_c 1 do worse; lr 3e-4 and above collapse once the tangent warm-up ends
-    "scm": ToySetting(steps=8000, kwargs=dict(tangent_warmup=500)),
+    # No learned adaptive weight u_phi (rCM drops it too, notes sec. 1): it is what collapsed sCM here. With u_phi, gmm
+    # seed 2 plateaus at precision 0.855 (lr 1e-4), collapses at lr 3e-4 once the tangent warm-up ends and at 12000
+    # steps of lr 1e-4 (0.52); without it, lr 3e-4 / 6e-4 / 1e-3 reach 0.901 / 0.931 / 0.943 at 8000 steps
+    "scm": ToySetting(steps=8000, lrs={"default": 1e-3}, kwargs=dict(tangent_warmup=500, adaptive_weighting=False)),
     # p_mean_d -3 (sCM+LADD keeps -4): mlp seed 1 at input scale 16 drops a mode at -4 (and at lr 1e-4), precision
     # 0.933 with 8/8 modes at -3
     "ladd": ToySetting(steps=3000, lrs=GAN_LRS, kwargs=dict(LADD_KWARGS, p_mean_d=-3.0)),
-    # adversarial weight 1.5 (SANA-Sprint: 0.5): gmm seed 0 precision 0.881 at 0.5, 0.907 at 1.5
-    "scm_ladd": ToySetting(steps=2000, lrs=GAN_LRS, kwargs=dict(LADD_KWARGS, tangent_warmup=500, adv_weight=1.5)),
+    # adversarial weight 1.5 (SANA-Sprint: 0.5): gmm seed 0 precision 0.881 at 0.5, 0.907 at 1.5 (with u_phi, lr 2e-4).
+    # Without u_phi (as sCM above) the student takes lr 1e-3: gmm seed 2 precision 0.871 -> 0.950 (0.92 at weight 0.5)
+    "scm_ladd": ToySetting(
+        steps=2000,
+        lrs={"default": 1e-3, "heads": 1e-3},
+        kwargs=dict(LADD_KWARGS, tangent_warmup=500, adv_weight=1.5, adaptive_weighting=False),
+    ),
     # TTUR 2:1 (DMD2: 5:1): the toy's fake score keeps up with fewer updates, and the student gets 2.5x the updates
     # (input scale 4, gmm seed 0: precision 0.85 at 5:1, 0.89 at 2:1, 0.875 at 1:1)
     # gmm seed 1 at lr 1e-3 / 2e-3: precision 0.863 at 6000 steps, 0.896 at 10000; at 10000 steps lr 2e-3 / 4e-3

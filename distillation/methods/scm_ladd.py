@@ -14,8 +14,8 @@ from pipelines.parameterization import SIGMA_D
 
 
 class SCMLADD(Method):
-    """Roles: student, teacher (sCM targets), logvar, backbone (LADD features; share the teacher where it is a
-    network), heads. update_plan alternates the generator (student + logvar) and the discriminator heads."""
+    """Roles: student, teacher (sCM targets), logvar (with adaptive weighting), backbone (LADD features; share the
+    teacher where it is a network), heads. update_plan alternates the generator (student + logvar) and the heads."""
 
     min_batch = LADD.min_batch
 
@@ -32,11 +32,19 @@ class SCMLADD(Method):
         p_mean_d: float = -0.6,
         p_std_d: float = 1.0,
         tangent_warmup: int = 4000,
+        adaptive_weighting: bool = True,
         jvp_mode: Literal["forward", "fd"] = "forward",
         max_time_prob: float = 0.5,
         head_kernel_size: int = 9,
     ):
-        self.scm = SCM(sigma_d=sigma_d, p_mean=p_mean, p_std=p_std, tangent_warmup=tangent_warmup, jvp_mode=jvp_mode)
+        self.scm = SCM(
+            sigma_d=sigma_d,
+            p_mean=p_mean,
+            p_std=p_std,
+            tangent_warmup=tangent_warmup,
+            adaptive_weighting=adaptive_weighting,
+            jvp_mode=jvp_mode,
+        )
         self.ladd = LADD(
             feature_layers=feature_layers,
             feature_channels=feature_channels,

@@ -64,6 +64,17 @@ def test_scm_gradient_vanishes_when_the_student_is_the_teacher(teacher, batch):
     assert out["g_norm"] > 1e-3 and grads(models["student"]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("name", ["scm", "scm_ladd"])
+def test_fixed_weight_scm_has_no_logvar(name, teacher, batch):
+    """adaptive_weighting=False (the toy's setting, rCM's choice): no u_phi role; the loss is the prior-weighted MSE"""
+    method = METHODS[name](**(LADD_KWARGS if name == "scm_ladd" else {}), adaptive_weighting=False)
+    assert "logvar" not in method.roles()
+    bound(method, teacher)
+    out = method.loss("student", batch, step=10**6)
+    key = "loss" if name == "scm" else "scm_loss"
+    torch.testing.assert_close(out[key].detach(), out["loss_no_logvar"])
+
+
 def test_scm_target_moves_with_guidance(teacher, batch):
     """CFG F_u + w (F_c - F_u): w = 1 is the conditional teacher; another w makes a non-zero target."""
     x, t = batch["x0"], torch.full((16,), 0.7)
