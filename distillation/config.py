@@ -24,6 +24,7 @@ PRECISIONS = ("no", "bf16", "fp16")
 DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
 DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
+SELECT_METRICS = ("fd_effnet",)
 DATA_SKETCHES = ("canny", "lineart", "hed")  # image_folder line extractors (distillation.data.folder_lines)
 # Keys a resumed job may change (schedules of side effects, not of the training state).
 RESUMABLE_KEYS = frozenset(
@@ -34,6 +35,7 @@ RESUMABLE_KEYS = frozenset(
         "keep_checkpoints",
         "nan_budget",
         "preview",
+        "select",
         "export",
         "teacher.licence",
     }
@@ -125,6 +127,20 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    """Export the EMA student that scored best on a validation split, not the last one: an adversarial run
+    oscillates, so where it stops decides the picture (distillation/validate.py)."""
+
+    every: int = 0  # steps between validations (also at the end); 0 = export the last EMA student
+    start: int = 0  # no validation before this step
+    n: int = 200  # validation pairs: a seeded pick of the prepared *training* split (never the held-out one),
+    # outside data.split's teacher pool when it is one
+    steps: int = 1  # student sampling steps scored
+    metric: str = "fd_effnet"  # lower is better: FD-EffNetLite0 against the validation pairs' real images
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """EMA student -> weights folder + manifest at the end of the job."""
 
@@ -159,6 +175,7 @@ class JobConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
@@ -306,6 +323,17 @@ def _validate(cfg: JobConfig) -> None:
                     f"data.sketch: 'hed' needs the HED weights, which are not installed ({INSTALL_HINT}); "
                     "use data.sketch = 'canny' (or 'lineart') instead"
                 )
+    sel = cfg.select
+    if sel.every:
+        if sel.every < 0 or sel.start < 0 or sel.steps < 1:
+            raise ConfigError("select.every, select.start: must be >= 0; select.steps: at least 1")
+        if sel.metric not in SELECT_METRICS:
+            raise ConfigError(f"select.metric: expected one of {list(SELECT_METRICS)}, got {sel.metric!r}")
+        if sel.n < 10:
+            raise ConfigError(f"select.n: FD needs at least 10 validation pairs, got {sel.n}")
+        if cfg.data.kind not in ("sketch_pairs", "image_folder"):
+            raise ConfigError(f"select: validation needs real images (data.kind sketch_pairs or image_folder), "
+                              f"not {cfg.data.kind!r}")  # fmt: skip
     if cfg.teacher.controlnet and not cfg.teacher.random and not cfg.teacher.controlnet_path:
         raise ConfigError("teacher.controlnet_path: needed for a ControlNet teacher without teacher.random")
 

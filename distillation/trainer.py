@@ -55,6 +55,7 @@ from distillation.config import (
 from distillation.methods import METHODS, Method
 from distillation.methods.base import teacher_F
 from distillation.teachers import Teacher, TeacherError, build_teacher, trainable_copy
+from distillation.validate import BEST_FOLDER, Best, Validator
 from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_from_flow
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
 
@@ -464,6 +465,18 @@ class Trainer:
             self.restore(resume)
         else:
             set_seed(cfg.seed + self.rank)  # each process draws its own noise and timesteps
+        self.validator, self.best = None, None
+        if cfg.select.every and self.is_main:
+            from distillation.data import DataError
+            from distillation.pool import POOL_SPLIT
+
+            try:
+                self.validator = Validator(self.data_root, n=cfg.select.n, seed=cfg.select.seed,
+                                           exclude_pool=cfg.data.split == POOL_SPLIT)  # fmt: skip
+            except DataError as error:
+                raise ConfigError(f"select: {error}") from error
+            if resume is not None:
+                self.best = Best.load(self.out / BEST_FOLDER, up_to=self.step)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(tomli_w.dumps(config_to_dict(cfg)))
@@ -523,6 +536,7 @@ class Trainer:
                           f"{root}", file=sys.stderr, flush=True)  # fmt: skip
                 self.emit({"event": "data", "kind": dc.kind, "path": str(root), "reused": manifest["reused"],
                            "counts": manifest["counts"]})  # fmt: skip
+            self.data_root = path
             return PairsAsItems(SketchPairs(path, dc.split if dc.kind == "sketch_pairs" else "train",
                                             augment=dc.augment))  # fmt: skip
         except DataError as error:
@@ -693,7 +707,6 @@ class Trainer:
         noise = torch.stack(
             [torch.randn(self.teacher.sample_shape, generator=torch.Generator().manual_seed(s)) for s in pc.seeds[:n]]
         ).to(self.device)
-        cond = batch.get("student_cond", batch["cond"])
         rows = []
         with torch.no_grad(), self.accelerator.autocast():
             if pc.teacher_steps:
@@ -701,31 +714,72 @@ class Trainer:
                     x0 = sample_teacher(self.frozen_teacher, SIGMA_D * noise, batch, pc.teacher_steps)
                     self.teacher_row = self.teacher.to_images(x0)
                 rows.append(self.teacher_row)
-            ema = self.ema if pc.use_ema and self.ema else {n: p.detach() for n, p in student.params.items()}
-            with swapped_weights(student.params, ema):
-                for steps in pc.steps:
-                    if self.method.sampler == "flow":  # a flow model in training: Euler with the batch's CFG
-                        x0 = sample_teacher(student.module, SIGMA_D * noise, batch, steps)
-                    else:
-                        generator = torch.Generator(self.device).manual_seed(0)
-                        x0 = sample_trigflow(
-                            lambda x, t: student.module(x, t, cond),
-                            SIGMA_D * noise,
-                            get_trigflow_timesteps(steps),
-                            generator=generator,
-                        )
-                    rows.append(self.teacher.to_images(x0))
+        ema = self.ema if pc.use_ema and self.ema else {n: p.detach() for n, p in student.params.items()}
+        rows += [self.student_images(batch, noise, steps, ema) for steps in pc.steps]
         path = self.out / "previews" / f"step_{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         image_grid(rows).save(path)
         self.emit({"event": "preview", "step": self.step, "path": str(path)})
 
+    @torch.no_grad()
+    def student_images(
+        self, batch: dict[str, Any], noise: Tensor, steps: int, weights: Mapping[str, Tensor]
+    ) -> Tensor:
+        """uint8 pictures (b, h, w, 3) of the student with `weights` swapped in, from unit noise (b, ...)."""
+        student = self.roles["student"]
+        cond = batch.get("student_cond", batch["cond"])
+        with self.accelerator.autocast(), swapped_weights(student.params, weights):
+            if self.method.sampler == "flow":  # a flow model in training: Euler with the batch's CFG
+                x0 = sample_teacher(student.module, SIGMA_D * noise, batch, steps)
+            else:
+                generator = torch.Generator(self.device).manual_seed(0)
+                x0 = sample_trigflow(lambda x, t: student.module(x, t, cond), SIGMA_D * noise,
+                                     get_trigflow_timesteps(steps), generator=generator)  # fmt: skip
+            return self.teacher.to_images(x0)
+
+    def validate(self) -> None:
+        """Score the EMA student on the validation pairs (main process); keep it in <run>/best/ when it is the best.
+        Runs under a forked RNG, so a run with selection trains exactly like one without."""
+        sc, validator = self.cfg.select, self.validator
+        if validator is None:
+            return
+        started = time.perf_counter()
+        guidance = self.cfg.data.guidance
+        middle = (sorted(guidance)[len(guidance) // 2],) if guidance else ()
+        as_items = PairsAsItems(validator.pairs)
+        weights = self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
+        images = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for lo in range(0, len(validator), 32):
+                ks = range(lo, min(lo + 32, len(validator)))
+                items = [as_items[int(validator.indices[k])] for k in ks]
+                batch = make_batch(items, guidance=middle, uncond_keys=self.teacher.uncond_keys, device=self.device)
+                noise = torch.stack([torch.randn(self.teacher.sample_shape,
+                                                 generator=torch.Generator().manual_seed(validator.seeds[k]))
+                                     for k in ks]).to(self.device)  # fmt: skip
+                images.append(self.student_images(batch, noise, sc.steps, weights).cpu().numpy())
+        score = validator.score(np.concatenate(images))[sc.metric]
+        if math.isfinite(score) and (self.best is None or score < self.best.score):
+            kept = {k: v.detach().cpu().clone() for k, v in weights.items()}
+            self.best = Best(step=self.step, score=score, ema=kept)
+            self.best.save(self.out / BEST_FOLDER, sc.metric)
+        key = f"val/{sc.metric}@{sc.steps}"
+        self.emit({"event": "validate", "step": self.step, key: round(score, 3), "best_step": self.best.step if
+                   self.best else None, "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "time": time.time(), key: _finite_or_none(score)}) + "\n")
+
     def export(self) -> dict[str, Any]:
-        """EMA student -> weights + manifest (main process); returns the "export" event."""
+        """EMA student (or, with selection, the best validated one) -> weights + manifest (main process); returns
+        the "export" event."""
         from distillation.export import export_student, merged_student
 
         ec = self.cfg.export
-        student = merged_student(self.roles["student"].module, self.ema)
+        chosen, picked = self.ema, ""
+        if self.best is not None:
+            chosen = {k: v.to(self.device) for k, v in self.best.ema.items()}
+            picked = f", step {self.best.step} picked by validation {self.cfg.select.metric} {self.best.score:.1f}"
+        student = merged_student(self.roles["student"].module, chosen)
         verb = "distilled" if self.method.sampler == "trigflow" else "trained"
         result = export_student(
             teacher=self.teacher,
@@ -738,7 +792,7 @@ class Trainer:
             allowed_steps=ec.allowed_steps,
             guidance=ec.guidance,
             components=ec.components,
-            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps) into {self.out}",
+            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps{picked}) into {self.out}",
             sampler=self.method.sampler,
             licence=self.cfg.teacher.licence,
         )
@@ -760,6 +814,9 @@ class Trainer:
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.endswith("loss")}, refresh=False)
             self.bar.update(self.step - self.bar.n)
+
+    def validating(self) -> bool:
+        return self.validator is not None and self.step >= self.cfg.select.start
 
     def stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.stop_signal is not None else 0.0], device=self.device)
@@ -804,7 +861,7 @@ class Trainer:
         if every and self.step == 0:
             self.preview()
         started, first_step = time.perf_counter(), self.step
-        saved = previewed = self.step
+        saved = previewed = validated = self.step
         while self.step < cfg.max_steps:
             logs = self.reduce_logs(self.train_step())
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
@@ -820,12 +877,19 @@ class Trainer:
             if every and self.step % every == 0:
                 self.preview()
                 previewed = self.step
+            if self.validating() and self.step % cfg.select.every == 0:
+                self.validate()
+                validated = self.step
         path = self.out / "checkpoints" / f"step_{self.step:08d}"
         if saved != self.step:
             path = self.save()
         if every and previewed != self.step:
             self.preview()
+        if self.validating() and validated != self.step:
+            self.validate()
         fields: dict[str, Any] = {"checkpoint": str(path)}
+        if self.best is not None:
+            fields["selected_step"] = self.best.step
         if cfg.export.enabled and self.is_main and "student" in self.roles:
             event = self.export()
             self.emit(event)

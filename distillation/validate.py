@@ -1,0 +1,101 @@
+"""Checkpoint selection: score the EMA student on a validation split while it trains and export the best one.
+
+SANA-Sprint's adversarial half oscillates, so the last step is a lottery: the offline model's student (sCM + LADD,
+560 steps) went from held-out FD 268 at step 400 to 305 at step 560 in one run. The validation pairs are a seeded
+pick of the prepared *training* split (the held-out split stays unseen, so bench.quality still measures the
+exported student honestly), outside the teacher pool when LADD trains on one; the score is FD-EffNetLite0
+(bench.metrics) between the student's pictures and those pairs' real images. Lower is better.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BEST_FOLDER = "best"  # <run>/best/: ema.safetensors + best.json, the selected EMA student
+
+
+def validation_indices(count: int, n: int, *, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """n distinct indices of range(count) outside `exclude` (all of them when fewer remain), seeded, ascending."""
+    pool = np.setdiff1d(np.arange(count), exclude if exclude is not None else np.array([], np.int64))
+    if n >= len(pool):
+        return pool
+    return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+
+
+def item_seed(seed: int, index: int) -> int:
+    """The noise seed of validation item `index` (per item, so scores do not depend on the batch size)."""
+    return seed * 1_000_003 + int(index)
+
+
+@dataclass
+class Best:
+    """The best validated EMA student so far."""
+
+    step: int
+    score: float
+    ema: dict[str, Tensor]
+
+    def save(self, folder: Path, metric: str) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.ema.items()}, str(folder / "ema.partial.safetensors"))
+        (folder / "ema.partial.safetensors").replace(folder / "ema.safetensors")
+        (folder / "best.json").write_text(json.dumps({"step": self.step, "metric": metric, "score": self.score}))
+
+    @classmethod
+    def load(cls, folder: Path, *, up_to: int) -> Best | None:
+        """The saved best, if any and not from beyond step `up_to` (a resumed run rewinds to its checkpoint)."""
+        from safetensors.torch import load_file
+
+        try:
+            record = json.loads((folder / "best.json").read_text())
+            if record["step"] > up_to:
+                return None
+            return cls(step=int(record["step"]), score=float(record["score"]),
+                       ema=load_file(str(folder / "ema.safetensors")))  # fmt: skip
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+class Validator:
+    """Validation pairs from a prepared sketch-pairs folder and the FD of pictures against their real images."""
+
+    def __init__(self, root: Path | str, *, n: int, seed: int, exclude_pool: bool) -> None:
+        from distillation.data import SketchPairs
+        from distillation.pool import POOL_SPLIT
+
+        root = Path(root)
+        self.pairs = SketchPairs(root, "train")
+        exclude = None
+        pool = root / f"{POOL_SPLIT}.npz"
+        if exclude_pool and pool.is_file():
+            with np.load(pool) as arrays:
+                exclude = arrays["train_index"] if "train_index" in arrays else None
+        self.indices = validation_indices(len(self.pairs), n, seed=seed, exclude=exclude)
+        self.seeds = [item_seed(seed, i) for i in self.indices]
+        self.real = self.pairs.images[self.indices]  # uint8 (n, h, w, 3)
+        self._reference: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def item(self, k: int) -> dict[str, Tensor]:
+        """Validation pair k as a SketchPairs item (no augmentation)."""
+        return self.pairs[int(self.indices[k])]
+
+    def score(self, images: np.ndarray) -> dict[str, float]:
+        """{"fd_effnet": FD-EffNetLite0 of uint8 pictures (n, h, w, 3) against the validation pairs' images}."""
+        from bench.metrics import effnet_features, frechet_distance
+
+        if self._reference is None:
+            self._reference = effnet_features(self.real)
+        with torch.inference_mode():
+            features = effnet_features(images)
+        return {"fd_effnet": frechet_distance(features, self._reference)}
