@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,10 @@ def progress_text(job: Job, progress: Progress) -> str:
     if progress.checkpoint_step is not None:
         head += f" · checkpoint at step {progress.checkpoint_step}"
     lines = [head]
+    if best := best_validation(progress.metrics):
+        key, step, score = best
+        name = key.removeprefix("val/")
+        lines.append(f"Best validation {name}: {score:.1f} at step {step} (the student it exports).")
     if job.reason:
         lines.append(job.reason)
     if job.state in RESUMABLE:
@@ -195,20 +201,40 @@ def progress_text(job: Job, progress: Progress) -> str:
     return "\n\n".join(lines)
 
 
-def loss_frame(metrics: list[dict[str, Any]], limit: int = 2000) -> pd.DataFrame | None:
-    """Long-form loss curves (step, value, series) of every logged `*loss` value, thinned to at most `limit` rows
-    per series; None before the first row (Gradio's plot draws no lines at all once it was given an empty frame)."""
-    keys = sorted({key for row in metrics for key in row if key.endswith("loss")})
-    stride = max(1, len(metrics) // limit)
-    rows = [
-        (row["step"], row[key], key)
-        for row in metrics[::stride]
-        for key in keys
-        if isinstance(row.get(key), int | float)
-    ]
+def curve_frame(metrics: list[dict[str, Any]], keep: Callable[[str], bool], limit: int = 2000) -> pd.DataFrame | None:
+    """Long-form curves (step, value, series) of every logged numeric value whose key passes `keep`, each series
+    thinned to at most `limit` points; None before the first point (Gradio's plot draws no lines at all once it was
+    given an empty frame)."""
+    keys = sorted({key for row in metrics for key in row if keep(key)})
+    rows = []
+    for key in keys:
+        points = [(row["step"], row[key], key) for row in metrics if isinstance(row.get(key), int | float)]
+        rows += points[:: max(1, len(points) // limit)]
     if not rows:
         return None
+    rows.sort(key=lambda row: row[0])
     return pd.DataFrame(rows, columns=["step", "value", "series"]).astype({"value": "float64"})
+
+
+def loss_frame(metrics: list[dict[str, Any]], limit: int = 2000) -> pd.DataFrame | None:
+    """The loss curves: every logged `*loss` value."""
+    return curve_frame(metrics, lambda key: key.endswith("loss"), limit)
+
+
+def validation_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """The validation curves of a run with `[select]`: every logged `val/<metric>@<steps>` score."""
+    return curve_frame(metrics, lambda key: key.startswith("val/"))
+
+
+def best_validation(metrics: list[dict[str, Any]]) -> tuple[str, int, float] | None:
+    """(key, step, score) of the lowest validation score logged (the checkpoint a `[select]` run exports; every
+    metric in SELECT_METRICS is lower-is-better); None when nothing was validated."""
+    scores = [(row[key], row["step"], key) for row in metrics for key in row
+              if key.startswith("val/") and isinstance(row[key], int | float) and math.isfinite(row[key])]  # fmt: skip
+    if not scores:
+        return None
+    score, step, key = min(scores)
+    return key, step, score
 
 
 def compare(
@@ -319,6 +345,14 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                 status = gr.Markdown(elem_id="ss-job-status")
                 with gr.Row():
                     plot = gr.LinePlot(x="step", y="value", color="series", label="Losses", height=240, scale=3)
+                    vplot = gr.LinePlot(
+                        x="step",
+                        y="value",
+                        color="series",
+                        height=240,
+                        scale=2,
+                        label="Validation FD-EffNetLite0 (lower is better; runs with [select])",
+                    )
                     preview = gr.Image(label="Latest preview", type="filepath", interactive=False, height=240, scale=2)
                 log = gr.Textbox(label="Log (tail)", lines=8, max_lines=8, interactive=False, elem_id="ss-log")
                 with gr.Accordion("Compare teacher and student on the Live tab's sketch", open=False):
@@ -397,11 +431,12 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
             fresh |= {
                 "status": (text, text),
                 "plot": ((selected, len(progress.metrics), last), loss_frame(progress.metrics)),
+                "vplot": ((selected, len(progress.metrics), last), validation_frame(progress.metrics)),
                 "preview": (picture, picture),
                 "log": (progress.log_tail, progress.log_tail),
             }
         shown, result = dict(shown), []
-        for name in ("table", "job", "status", "plot", "preview", "log", "models"):
+        for name in ("table", "job", "status", "plot", "vplot", "preview", "log", "models"):
             if name in fresh and shown.get(name) != fresh[name][0]:
                 shown[name] = fresh[name][0]
                 result.append(fresh[name][1])
@@ -444,5 +479,5 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
     log.change(None, None, None, js=LOG_TO_END_JS)  # the newest lines in view (autoscroll skips backend updates)
     compare_btn.click(on_compare, [session, job, teacher_steps], [teacher_img, student_img, compare_note],
                       js=SESSION_JS)  # fmt: skip
-    gr.Timer(1.0).tick(poll, [job, seen], [table, job, status, plot, preview, log, live_model, seen],
+    gr.Timer(1.0).tick(poll, [job, seen], [table, job, status, plot, vplot, preview, log, live_model, seen],
                        show_progress="hidden")  # fmt: skip

@@ -17,7 +17,16 @@ from pipelines.host import LiveHost
 from pipelines.registry import MODELS_DIR, Registry
 from pipelines.tiny import save_tiny
 from tests.distillation.test_jobs import PRESET, make_teacher_models, tiny_net
-from ui.distill_tab import compare, job_rows, loss_frame, progress_text, request, teacher_models
+from ui.distill_tab import (
+    best_validation,
+    compare,
+    job_rows,
+    loss_frame,
+    progress_text,
+    request,
+    teacher_models,
+    validation_frame,
+)
 from ui.live import LiveSessions
 
 STUDENT_MANIFEST = """name = "tiny-student"
@@ -158,6 +167,27 @@ def test_distill_tab_views_show_progress_reasons_and_typed_loss_curves():
     plot = gr.LinePlot(x="step", y="value", color="series").postprocess(frame)
     assert plot.datatypes == {"step": "quantitative", "value": "quantitative", "series": "nominal"}
     assert loss_frame([]) is None  # never an empty frame: Gradio's plot then draws no lines for later data
+
+
+def test_distill_tab_plots_validation_apart_from_losses_and_names_the_selected_step():
+    # metrics.jsonl of a [select] run: training rows with losses, validation rows appended between them
+    rows = [{"step": s, "scm/loss": 1.0 / s} for s in range(1, 7)]
+    rows.insert(3, {"step": 3, "val/fd_effnet@1": 260.0})
+    rows.insert(6, {"step": 5, "val/fd_effnet@1": 240.5})
+    rows.append({"step": 6, "val/fd_effnet@1": None})  # a non-finite score is logged as null
+    frame = validation_frame(rows)
+    assert frame.values.tolist() == [[3, 260.0, "val/fd_effnet@1"], [5, 240.5, "val/fd_effnet@1"]]
+    assert "val/fd_effnet@1" not in set(loss_frame(rows)["series"])
+    assert best_validation(rows) == ("val/fd_effnet@1", 5, 240.5)
+    assert best_validation(rows[:3]) is None and validation_frame(rows[:3]) is None
+    # thinning keeps every series: 5000 loss rows must not crowd out the sparse validation rows
+    many = [{"step": s, "scm/loss": 0.1} for s in range(5000)] + [{"step": 4999, "val/fd_effnet@1": 1.0}]
+    assert len(loss_frame(many, limit=100)) <= 101 and len(validation_frame(many)) == 1
+    job = Job(id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10,
+              state=RUNNING)  # fmt: skip
+    progress = Progress(step=6, total=10, it_s=None, eta_s=None, checkpoint_step=None, metrics=rows, preview=None,
+                        log_tail="")  # fmt: skip
+    assert "Best validation fd_effnet@1: 240.5 at step 5" in progress_text(job, progress)
 
 
 def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_says_why_not(models, tmp_path):
