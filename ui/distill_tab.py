@@ -209,7 +209,7 @@ def curve_frame(metrics: list[dict[str, Any]], keep: Callable[[str], bool], limi
     rows = []
     for key in keys:
         points = [(row["step"], row[key], key) for row in metrics if isinstance(row.get(key), int | float)]
-        rows += points[:: max(1, len(points) // limit)]
+        rows += points[:: max(1, -(-len(points) // limit))]  # ceil: at most `limit` points
     if not rows:
         return None
     rows.sort(key=lambda row: row[0])

@@ -182,7 +182,8 @@ def test_distill_tab_plots_validation_apart_from_losses_and_names_the_selected_s
     assert best_validation(rows[:3]) is None and validation_frame(rows[:3]) is None
     # thinning keeps every series: 5000 loss rows must not crowd out the sparse validation rows
     many = [{"step": s, "scm/loss": 0.1} for s in range(5000)] + [{"step": 4999, "val/fd_effnet@1": 1.0}]
-    assert len(loss_frame(many, limit=100)) <= 101 and len(validation_frame(many)) == 1
+    assert len(loss_frame(many, limit=100)) == 100 and len(loss_frame(many[:150], limit=100)) == 75
+    assert len(validation_frame(many)) == 1
     job = Job(id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10,
               state=RUNNING)  # fmt: skip
     progress = Progress(step=6, total=10, it_s=None, eta_s=None, checkpoint_step=None, metrics=rows, preview=None,
