@@ -15,6 +15,7 @@ import inspect
 import json
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -739,7 +740,8 @@ class Trainer:
 
     def validate(self) -> None:
         """Score the EMA student on the validation pairs (main process); keep it in <run>/best/ when it is the best.
-        Runs under a forked RNG, so a run with selection trains exactly like one without."""
+        Runs under forked torch, numpy and Python RNGs (scoring included), so a run with selection trains exactly
+        like one without."""
         sc, validator = self.cfg.select, self.validator
         if validator is None:
             return
@@ -748,7 +750,7 @@ class Trainer:
         middle = (sorted(guidance)[len(guidance) // 2],) if guidance else ()
         as_items = PairsAsItems(validator.pairs)
         weights = self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
-        images = []
+        images, host_rngs = [], (np.random.get_state(), random.getstate())
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for lo in range(0, len(validator), 32):
                 ks = range(lo, min(lo + 32, len(validator)))
@@ -758,7 +760,10 @@ class Trainer:
                                                  generator=torch.Generator().manual_seed(validator.seeds[k]))
                                      for k in ks]).to(self.device)  # fmt: skip
                 images.append(self.student_images(batch, noise, sc.steps, weights).cpu().numpy())
-        score = validator.score(np.concatenate(images))[sc.metric]
+            # inside the fork too: the first score builds EfficientNet-Lite0, whose init draws from the global RNG
+            score = validator.score(np.concatenate(images))[sc.metric]
+        np.random.set_state(host_rngs[0])
+        random.setstate(host_rngs[1])
         if math.isfinite(score) and (self.best is None or score < self.best.score):
             kept = {k: v.detach().cpu().clone() for k, v in weights.items()}
             self.best = Best(step=self.step, score=score, ema=kept)
