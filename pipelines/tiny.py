@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
 from pipelines.registry import ModelError, ModelSpec
+from pipelines.strokes import ink_at
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_euler, sample_trigflow
 from pipelines.text import TEXT_DIM, TextEncoderMissing, encode_texts
 
@@ -367,11 +368,8 @@ class TinyEngine:
 
     def _encode_control(self, image: np.ndarray, key: str) -> ControlCond:
         size = self.native_resolution
-        ink = torch.from_numpy(image[..., 0].astype(np.float32) / 255.0)[None, None]
-        if ink.shape[-1] != size or ink.shape[-2] != size:
-            # max, not mean: a canvas stroke stays a full-strength line at the model's size, like the binarised
-            # training sketches (an area average fades a 6 px stroke at 512 px to a grey 1.5 px smudge)
-            ink = F.adaptive_max_pool2d(ink, (size, size))
+        # the training sketches' rasteriser: area average, then threshold (a canvas stroke stays a full-strength line)
+        ink = torch.from_numpy(ink_at(image[..., 0], size).astype(np.float32) / 255.0)[None, None]
         return ControlCond(key, (size, size), {"sketch": ink.to(self.device, self.dtype)})
 
     def _noise_for(self, seed: int) -> Tensor:
