@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from distillation.jobs import JOBS_DIR, JobStore
 from pipelines.host import LiveHost
 from pipelines.registry import MODELS_DIR, ModelError, Registry
 from pipelines.remote import EngineCrashed
-from ui import live_socket
+from ui import guard, live_socket
 from ui.layout import build_blocks
 from ui.live import LiveSessions
 
@@ -75,9 +76,20 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, LiveSessions]:
     return build_blocks(sessions, registry, model, JobStore(config.jobs, registry)), sessions
 
 
-def launch_kwargs(sessions: LiveSessions) -> dict:
-    """`demo.launch()` keywords every SketchSprint server needs: the live canvas's socket route on the same port."""
-    return {"app_kwargs": {"routes": [live_socket.route(sessions)]}, "ssr_mode": False}
+def launch_kwargs(
+    sessions: LiveSessions,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    token: str | None = None,
+    share: bool = False,
+) -> dict:
+    """`demo.launch()` keywords every SketchSprint server needs: the live canvas's socket route on the same port, and
+    the Host/token guard on every route (ui/guard.py): loopback Host names only on a loopback bind (and the share
+    tunnel's domain with --share), the token else."""
+    hosts = (*guard.LOOPBACK_NAMES, *((guard.SHARE_DOMAIN,) if share else ())) if guard.is_loopback(host) else None
+    middleware = [Middleware(guard.HostGuard, hosts=hosts, port=port, token=token)]
+    return {"app_kwargs": {"routes": [live_socket.route(sessions)], "middleware": middleware}, "ssr_mode": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, choices=[None, "float32", "float16", "bfloat16"])
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="history and exports folder")
     parser.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
+    parser.add_argument(
+        "--token", default=None, help="access token when --host is not loopback (default: a new random one per start)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: cores - 1)")
     parser.add_argument(
         "--engine-process",
@@ -116,18 +131,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     where = "an engine process" if config.engine_process else "this process"
     log.info("model %s on %s, in %s", sessions.default_model, config.device, where)
+    token = None if guard.is_loopback(args.host) else (args.token or guard.new_token())
+    if token is not None:
+        print(
+            f"SketchSprint is reachable from other machines on {args.host}:{args.port}. Open it with this link (the "
+            f"token keeps other people and web pages out):\n    http://<this machine>:{args.port}/?token={token}",
+            flush=True,
+        )
     try:
         demo.launch(
             server_name=args.host,
             server_port=args.port,
             share=args.share,
             allowed_paths=[str(config.outputs)],
-            **launch_kwargs(sessions),
+            **launch_kwargs(sessions, host=args.host, port=args.port, token=token, share=args.share),
         )
     except KeyboardInterrupt:  # stopped before launch() reached its own Ctrl+C handling
         demo.close()
     finally:
         sessions.host.close()
+        sessions.close()
     return 0
 
 

@@ -61,13 +61,18 @@ def running_app(
         demo, sessions = build_app(config)
         port = free_port()
         demo.launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(sessions)
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_kwargs(sessions, port=port),
         )
         try:
             yield f"http://127.0.0.1:{port}/", sessions
         finally:
             demo.close()
             sessions.host.close()
+            sessions.close()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+MAX_REMEMBERED = 256  # sessions the worker keeps a last frame and a shown version for (least recent go first)
+
 
 @dataclass(frozen=True)
 class PromptCond:
@@ -176,8 +178,8 @@ class LatestWinsWorker:
         self._cond = threading.Condition()
         self._pending: dict[str, Ticket] = {}
         self._order: deque[str] = deque()
-        self._last: dict[str, tuple[tuple, Frame]] = {}
-        self._shown: dict[str, int] = {}
+        self._last: OrderedDict[str, tuple[tuple, Frame]] = OrderedDict()
+        self._shown: OrderedDict[str, int] = OrderedDict()
         self._closed = False
         self.generations = 0
         self.dropped = 0
@@ -210,10 +212,16 @@ class LatestWinsWorker:
         return ticket
 
     def forget(self, session: str) -> None:
-        """Drop a session's memory (closed tab)."""
+        """Drop what is kept for a session and its helper sessions (`<session>-refine`, ...): a closed tab."""
         with self._cond:
-            self._last.pop(session, None)
-            self._shown.pop(session, None)
+            for memory in (self._last, self._shown):
+                for key in [k for k in memory if k == session or k.startswith(session + "-")]:
+                    del memory[key]
+
+    def remembered(self) -> int:
+        """How many sessions the worker keeps a frame or a version for."""
+        with self._cond:
+            return len(self._last.keys() | self._shown.keys())
 
     def close(self) -> None:
         with self._cond:
@@ -255,6 +263,11 @@ class LatestWinsWorker:
                     frame = Frame(request.version, "stale", message="finished after a newer frame")
                 else:
                     self._shown[request.session] = request.version
+                    self._shown.move_to_end(request.session)
                     if frame.status == "ok":
                         self._last[request.session] = (key, frame)
+                        self._last.move_to_end(request.session)
+                    for memory in (self._last, self._shown):  # a bound even for sessions nobody forgets
+                        while len(memory) > MAX_REMEMBERED:
+                            memory.popitem(last=False)
             ticket._resolve(frame)

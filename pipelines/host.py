@@ -111,6 +111,10 @@ class LiveHost:
             request = replace(request, sketch_key=image_key(request.sketch))
         return self.worker.submit(request)
 
+    def forget(self, session: str) -> None:
+        """Drop what the worker keeps for a session and its helper sessions (the tab is gone)."""
+        self.worker.forget(session)
+
     def generate(self, request: Request, timeout: float | None = 120.0) -> Frame:
         return self.submit(request).wait(timeout)
 

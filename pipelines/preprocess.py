@@ -36,7 +36,13 @@ def load_image(data: bytes, *, max_side: int = MAX_UPLOAD_SIDE) -> tuple[np.ndar
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         notice = f"downscaled from {width}x{height} to {image.width}x{image.height}"
     background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(background, image).convert("RGB")), notice
+    rgb = np.asarray(Image.alpha_composite(background, image).convert("RGB"))
+    alpha = np.asarray(image.getchannel("A"))
+    if is_empty(rgb) and alpha.min() < 128 <= alpha.max():
+        # light lines on a transparent background vanish on white paper: their shape is the alpha channel
+        notice = "; ".join(filter(None, [notice, "light lines on transparency: drawn dark on white"]))
+        return cv2.cvtColor(np.ascontiguousarray(255 - alpha), cv2.COLOR_GRAY2RGB), notice
+    return rgb, notice
 
 
 def ink(rgb: np.ndarray) -> np.ndarray:

@@ -1,13 +1,19 @@
 """The README's run command: `python app.py` starts offline on a CPU and serves the page; flags behave."""
 
+import io
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.e2e import free_port
+import pytest
+from PIL import Image
+
+from bench.e2e import free_port, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +66,53 @@ def test_python_app_py_starts_offline_and_serves_the_canvas(tmp_path):
     assert not [pid for pid in engines if Path(f"/proc/{pid}").exists()], "the engine process outlived the app"
     assert "unknown model 'no-such-model'" in output
     assert "0.0.0.0" not in output
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The real app (build_app + launch with launch_kwargs) on a loopback port."""
+    with running_app(outputs=tmp_path_factory.mktemp("outputs"), engine_process=False) as (url, sessions):
+        yield int(url.rsplit(":", 1)[1].strip("/"))
+
+
+def get(port: int, path: str, host: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Host": host, "Origin": f"http://{host}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def socket_frame(port: int, host: str) -> dict:
+    """One snapshot on the live socket with the given Host (and a matching Origin): the reply header."""
+    from websockets.sync.client import connect
+
+    from ui import live_socket
+
+    raw = socket.create_connection(("127.0.0.1", port))
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buffer, format="PNG")
+    head = {"session": "rebind", "seq": 1, "final": True, "params": {"prompt": "a cat"}}
+    with connect(f"ws://{host}{live_socket.PATH}", sock=raw, origin=f"http://{host}", open_timeout=30) as ws:
+        ws.send(live_socket.pack(head, buffer.getvalue()))
+        return live_socket.unpack(ws.recv(timeout=120))[0]
+
+
+@pytest.mark.parametrize("path", ["/", "/config", "/gradio_api/info"])
+def test_a_rebinding_page_is_refused_on_every_http_route(served, path):
+    assert get(served, path, f"evil.example:{served}") == 403
+    assert get(served, path, f"127.0.0.1:{served}") == 200
+    assert get(served, path, f"localhost:{served}") == 200
+
+
+def test_a_rebinding_page_is_refused_on_the_live_socket(served):
+    from websockets.exceptions import ConnectionClosed
+
+    with pytest.raises(ConnectionClosed) as refused:
+        socket_frame(served, f"evil.example:{served}")
+    assert refused.value.rcvd.code == 1008
+    for host in (f"127.0.0.1:{served}", f"localhost:{served}"):
+        assert socket_frame(served, host)["status"] in ("ok", "cached")

@@ -5,8 +5,12 @@
 // while the socket is not open.
 const THROTTLE_MS = 30;
 const SOCKET_PATH = "/sketchsprint/live";
-const STORE_KEY = "sketchsprint.canvas";
+const STORE_PREFIX = "sketchsprint.canvas.";  // + this tab's id: each tab keeps its own drawing
+const STORE_INDEX = "sketchsprint.canvases";  // tab id -> last save time, to drop the drawings of long-closed tabs
+const STORE_TABS = 8;
 const UNDO_LIMIT = 50;
+const REPLY_TIMEOUT_MS = 30000;  // a frame request with no reply by then is given up (and the HUD says so)
+const HISTORY_SETTLE_MS = 1500;  // a settings change goes to the history once the settings rest this long
 
 const canvas = element.querySelector("#ss-canvas");
 const ctx = canvas.getContext("2d", { willReadFrequently: true });
@@ -15,23 +19,27 @@ const outCtx = out.getContext("2d");
 const hud = element.querySelector("#ss-hud");
 const notice = element.querySelector("#ss-notice");
 
-const sessionId = (() => {
-  let id = sessionStorage.getItem("sketchsprint.session");
-  if (!id) {
-    id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
-    sessionStorage.setItem("sketchsprint.session", id);
-  }
+function randomId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+// A server session is one page load (its seq starts at 1, so it must never meet an older page's seq); the drawing
+// belongs to the tab (sessionStorage survives this tab's reloads and is not shared with other tabs).
+const sessionId = randomId();
+const tabId = (() => {
+  let id = sessionStorage.getItem("sketchsprint.tab");
+  if (!id) { id = randomId(); sessionStorage.setItem("sketchsprint.tab", id); }
   return id;
 })();
 
 const state = {
   tool: "brush", color: "#000000", size: 6, drawing: false, last: null,
   editVersion: 0, sentVersion: -1, paramsVersion: 0, sentParamsVersion: -1,
-  seq: 0, shownSeq: 0, inFlight: 0, lastSend: 0, lastEditTime: 0,
+  seq: 0, shownSeq: 0, inFlight: 0, lastSend: 0, lastEditTime: 0, settleTimer: 0, paramsPushes: 0,
   params: { prompt: "", seed: 0, lock: true, refine: false, steps: 1, strength: 1.0, resolution: 512, model: "" },
   undo: [], redo: [],
 };
-const stats = { frames: 0, stale: 0, errors: 0, s2p: [], engine: [], breakdown: [], transport: "http" };
+const stats = { frames: 0, stale: 0, errors: 0, timeouts: 0, s2p: [], engine: [], breakdown: [], transport: "http" };
+const replyTimeout = { ms: REPLY_TIMEOUT_MS };  // tests shorten it through window.__ss
 
 // ---- transport ---------------------------------------------------------------------------------------------------
 const socket = { ws: null, pending: new Map(), retry: 0 };
@@ -64,6 +72,15 @@ function connectSocket() {
   };
 }
 
+function withTimeout(promise, seq, onTimeout) {
+  // The reply, or {status: "timeout"} after replyTimeout.ms: one lost reply must not stop the frames for good.
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => { onTimeout(); resolve({ seq, status: "timeout" }); }, replyTimeout.ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 async function generate(payload, snap) {
   // One snapshot to the server: on the socket when it is open, else (or if it drops meanwhile) over HTTP.
   const ws = socket.ws;
@@ -73,13 +90,14 @@ async function generate(payload, snap) {
     new DataView(message.buffer).setUint32(0, head.length);
     message.set(head, 4);
     message.set(snap.bytes, 4 + head.length);
-    const res = await new Promise((resolve) => {
+    const reply = new Promise((resolve) => {
       socket.pending.set(payload.seq, resolve);
       ws.send(message);
     });
+    const res = await withTimeout(reply, payload.seq, () => socket.pending.delete(payload.seq));
     if (res.status !== "lost") return res;
   }
-  return server.live_generate({ ...payload, image: snap.url });
+  return withTimeout(server.live_generate({ ...payload, image: snap.url }), payload.seq, () => {});
 }
 
 async function decodeFrame(res) {
@@ -111,15 +129,24 @@ function fillWhite() {
 }
 
 function save() {
-  try { localStorage.setItem(STORE_KEY, canvas.toDataURL("image/png")); } catch (e) { /* storage full: keep drawing */ }
+  // This tab's drawing under its own key; only the STORE_TABS most recently saved tabs keep theirs.
+  try {
+    localStorage.setItem(STORE_PREFIX + tabId, canvas.toDataURL("image/png"));
+    const index = JSON.parse(localStorage.getItem(STORE_INDEX) || "{}");
+    index[tabId] = Date.now();
+    const old = Object.keys(index).sort((a, b) => index[b] - index[a]).slice(STORE_TABS);
+    for (const id of old) { localStorage.removeItem(STORE_PREFIX + id); delete index[id]; }
+    localStorage.setItem(STORE_INDEX, JSON.stringify(index));
+  } catch (e) { /* storage full or off: keep drawing */ }
 }
 
 function restore() {
   fillWhite();
-  const data = localStorage.getItem(STORE_KEY);
+  let data = null;
+  try { data = localStorage.getItem(STORE_PREFIX + tabId); } catch (e) { /* storage off */ }
   if (!data) return;
   const img = new Image();
-  img.onload = () => { ctx.drawImage(img, 0, 0, canvas.width, canvas.height); edited(); };
+  img.onload = () => { ctx.drawImage(img, 0, 0, canvas.width, canvas.height); edited(); send(true, false); };
   img.src = data;
 }
 
@@ -152,6 +179,7 @@ function stroke(a, b) {
 
 canvas.addEventListener("pointerdown", (ev) => {
   canvas.setPointerCapture(ev.pointerId);
+  clearTimeout(state.settleTimer);  // the stroke's pen-up frame goes to the history instead
   pushUndo();
   state.drawing = true;
   state.last = point(ev);
@@ -172,9 +200,21 @@ canvas.addEventListener("pointermove", (ev) => {
 function penUp() {
   if (!state.drawing) return;
   state.drawing = false;
-  if (!state.params.lock) { state.params.seed = Math.floor(Math.random() * 2147483647); state.paramsVersion += 1; }
+  if (!state.params.lock) newSeed();
   save();
   send(true);
+}
+
+function newSeed() {
+  // "Lock seed" off: a new seed per stroke, shown in the Seed box so the person sees (and can keep) what drew it.
+  state.params.seed = Math.floor(Math.random() * 2147483647);
+  state.paramsVersion += 1;
+  const box = document.querySelector("#ss-seed input");
+  if (box) {
+    box.value = String(state.params.seed);
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    box.dispatchEvent(new Event("change", { bubbles: true }));
+  }
 }
 canvas.addEventListener("pointerup", penUp);
 canvas.addEventListener("pointercancel", penUp);
@@ -231,6 +271,15 @@ function median(xs) {
   return s[Math.floor(s.length / 2)];
 }
 
+function showTimeout(seq) {
+  stats.timeouts += 1;
+  notice.textContent = `no reply to frame #${seq} within ${(replyTimeout.ms / 1000).toFixed(0)} s: the server is busy or ` +
+    "unreachable; still drawing";
+  notice.classList.add("error");
+  hud.textContent = `frame #${seq}: no reply within ${(replyTimeout.ms / 1000).toFixed(0)} s (timeouts ${stats.timeouts})` +
+    ` · ${stats.transport}`;
+}
+
 function showHud(res, s2p) {
   const t = res.timings || {};
   const stages = ["preprocess", "prompt", "control", "denoise", "decode", "encode"]
@@ -241,9 +290,11 @@ function showHud(res, s2p) {
     `stale dropped ${stats.stale} · ${stats.transport} · frame #${res.seq}`;
 }
 
-async function send(final) {
+async function send(final, history = final, force = false) {
+  // final: send now even if a request is in flight (pen-up, undo, settings); history: keep the frame in the history
+  // strip; force: send although nothing changed (a settled settings change going to the history).
   const changed = state.editVersion !== state.sentVersion || state.paramsVersion !== state.sentParamsVersion;
-  if (!changed || !state.params.model) return;
+  if ((!changed && !force) || !state.params.model) return;
   if (!final && state.inFlight > 0) return;
   state.seq += 1;
   const seq = state.seq;
@@ -257,7 +308,7 @@ async function send(final) {
   try {
     const image = snapshot(Number(state.params.resolution) || canvas.width);
     t1 = performance.now();
-    res = await generate({ session: sessionId, seq, final, params: state.params }, image);
+    res = await generate({ session: sessionId, seq, final, history, params: state.params }, image);
   } catch (e) {
     res = { seq, status: "error", message: String(e) };
   } finally {
@@ -265,6 +316,7 @@ async function send(final) {
   }
   if (state.drawing && state.editVersion !== state.sentVersion) send(false);  // catch up at once, not next frame
   const t2 = performance.now();
+  if (res.status === "timeout") { if (seq > state.shownSeq) showTimeout(seq); return; }
   if (res.status === "stale" || seq < state.shownSeq) { stats.stale += 1; return; }
   if (res.status === "error") {
     stats.errors += 1;
@@ -349,7 +401,11 @@ window.__ss = {
     if (JSON.stringify(next) === JSON.stringify(state.params)) return;
     state.params = next;
     state.paramsVersion += 1;
-    send(true);
+    state.lastEditTime = performance.now();  // stroke->pixel of this frame counts from the change, not the last stroke
+    send(true, false);
+    clearTimeout(state.settleTimer);  // a prompt typed key by key goes to the history once, when typing rests (the
+    // page's first push of its settings is not a change)
+    if (state.paramsPushes++ > 0) state.settleTimer = setTimeout(() => send(true, true, true), HISTORY_SETTLE_MS);
   },
   loadImage(url) {
     const img = new Image();
@@ -363,7 +419,7 @@ window.__ss = {
     };
     img.src = url;
   },
-  clear: clearCanvas, undo, redo,
+  clear: clearCanvas, undo, redo, replyTimeout, tab: tabId,
   sketch: () => canvas.toDataURL("image/png"),
   frame: () => out.toDataURL("image/png"),  // the shown output, for tests and debugging
 };

@@ -16,6 +16,8 @@ from pipelines.preprocess import InputError
 
 MAX_DATA_URL_CHARS = 12_000_000
 MAX_SNAPSHOT_BYTES = MAX_DATA_URL_CHARS * 3 // 4
+MAX_SNAPSHOT_SIDE = 4096  # larger snapshots are refused
+MAX_SKETCH_SIDE = 2048  # ... and kept ones are downscaled to this (the largest resolution a request may ask for)
 CANVAS_SIZE = 512
 COLORS = ("#000000", "#555555", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
@@ -68,16 +70,30 @@ JS = (Path(__file__).with_name("canvas.js")).read_text()
 
 
 def decode_image_bytes(raw: bytes) -> np.ndarray:
-    """An encoded canvas snapshot (JPEG/PNG bytes) -> HxWx3 uint8 RGB; raises InputError on anything else."""
+    """An encoded canvas snapshot (JPEG/PNG bytes) -> HxWx3 uint8 RGB, at most MAX_SKETCH_SIDE on a side (no model
+    draws larger); raises InputError, in words, on anything else."""
     if len(raw) > MAX_SNAPSHOT_BYTES:
-        raise InputError("canvas snapshot too large")
+        raise InputError(f"canvas snapshot too large: {len(raw):,} bytes (at most {MAX_SNAPSHOT_BYTES:,})")
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            if image.width * image.height > 4096 * 4096:
-                raise InputError("canvas snapshot too large")
-            return np.asarray(image.convert("RGB"))
+        image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as error:
+        raise InputError(f"canvas snapshot too large: {error}") from error
     except (OSError, ValueError) as error:
-        raise InputError(f"unreadable canvas snapshot ({type(error).__name__})") from error
+        raise InputError("the canvas snapshot is not a PNG or JPEG picture") from error
+    with image:
+        width, height = image.size
+        if width > MAX_SNAPSHOT_SIDE or height > MAX_SNAPSHOT_SIDE:
+            raise InputError(
+                f"canvas snapshot too large: {width}x{height} pixels (at most {MAX_SNAPSHOT_SIDE}x{MAX_SNAPSHOT_SIDE})"
+            )
+        if width < 1 or height < 1:
+            raise InputError(f"canvas snapshot is empty: {width}x{height} pixels")
+        try:
+            if max(width, height) > MAX_SKETCH_SIDE:
+                image.thumbnail((MAX_SKETCH_SIDE, MAX_SKETCH_SIDE), Image.Resampling.BOX)
+            return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as error:
+            raise InputError("the canvas snapshot is damaged: its picture data cannot be read") from error
 
 
 def decode_data_url(data_url: str) -> np.ndarray:
@@ -85,11 +101,11 @@ def decode_data_url(data_url: str) -> np.ndarray:
     if not isinstance(data_url, str) or not data_url.startswith("data:image/") or "," not in data_url:
         raise InputError("expected an image data URL from the canvas")
     if len(data_url) > MAX_DATA_URL_CHARS:
-        raise InputError("canvas snapshot too large")
+        raise InputError(f"canvas snapshot too large: {len(data_url):,} characters (at most {MAX_DATA_URL_CHARS:,})")
     try:
         raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
     except (binascii.Error, ValueError) as error:
-        raise InputError(f"unreadable canvas snapshot ({type(error).__name__})") from error
+        raise InputError("the canvas snapshot is not valid base64 data") from error
     return decode_image_bytes(raw)
 
 

@@ -9,13 +9,15 @@ import gradio as gr
 import numpy as np
 
 from distillation.jobs import JobStore
-from pipelines.preprocess import LINE_METHODS, InputError, extract_lines, fit, load_image
+from pipelines.preprocess import LINE_METHODS, InputError, extract_lines, fit, is_empty, load_image
 from pipelines.registry import Registry
 from ui.canvas import CANVAS_SIZE, live_canvas
 from ui.distill_tab import build_distill_tab
 from ui.live import LiveSessions, read_png_metadata
 
 RESOLUTIONS = (256, 384, 512, 768, 1024)
+UPLOAD_KINDS = ("PNG", "JPEG", "WebP", "BMP", "GIF", "TIFF")
+UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 PARAM_NAMES = ("prompt", "seed", "lock", "refine", "steps", "strength", "resolution", "model")
 PUSH_PARAMS_JS = f"""({", ".join(PARAM_NAMES)}) => {{
   const p = {{prompt, seed: Number(seed), lock, refine, steps: Number(steps), strength: Number(strength),
@@ -24,6 +26,11 @@ PUSH_PARAMS_JS = f"""({", ".join(PARAM_NAMES)}) => {{
 }}"""
 SESSION_JS = "(s) => [window.__ss ? window.__ss.session : s]"
 LOAD_SKETCH_JS = "(img) => { if (img && img.url && window.__ss) window.__ss.loadImage(img.url); }"
+
+
+def resolution_choices(registry: Registry) -> list[int]:
+    """The Resolution control's choices: the usual sizes and every model's native one."""
+    return sorted({*RESOLUTIONS, *(spec.resolution for spec in registry.specs().values())})
 
 
 def models_table(registry: Registry) -> list[list]:
@@ -48,20 +55,27 @@ def models_table(registry: Registry) -> list[list]:
 
 
 def upload_to_lines(file, method: str) -> np.ndarray | None:
-    """An uploaded file -> the line drawing that will become the sketch (preview first)."""
+    """An uploaded file -> the line drawing that will become the sketch (preview first); None, with a warning in
+    words, when there is nothing to draw with."""
     if file is None:
         return None
     try:
-        data = Path(file if isinstance(file, str) else file.name).read_bytes()
-        rgb, notice = load_image(data)
+        path = Path(file if isinstance(file, str) else file.name)
+        if path.suffix.lower() not in UPLOAD_SUFFIXES:
+            raise InputError(f"{path.name} is not a picture this app reads: use {', '.join(UPLOAD_KINDS)}")
+        rgb, notice = load_image(path.read_bytes())
+        scale = CANVAS_SIZE / max(rgb.shape[:2])
+        rgb = fit(rgb, (max(1, round(rgb.shape[0] * scale)), max(1, round(rgb.shape[1] * scale))))
         lines = extract_lines(rgb, method)
     except InputError as error:
         gr.Warning(str(error))
         return None
+    if is_empty(lines):
+        gr.Warning(f"no lines found in {path.name} with {method!r}: it looks blank; try another picture or method")
+        return None
     if notice:
         gr.Info(notice)
-    scale = CANVAS_SIZE / max(lines.shape[:2])
-    return fit(lines, (max(1, round(lines.shape[0] * scale)), max(1, round(lines.shape[1] * scale))))
+    return lines
 
 
 def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str, jobs: JobStore) -> gr.Blocks:
@@ -81,13 +95,17 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
                 )
                 model = gr.Dropdown(names, value=default_model, label="Model", scale=2)
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1)
+                seed = gr.Number(
+                    value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", scale=1, elem_id="ss-seed"
+                )
                 dice = gr.Button("New seed", scale=0)
                 lock = gr.Checkbox(value=True, label="Lock seed (off: new seed per stroke)", scale=1)
                 refine = gr.Checkbox(value=False, label="Refine on pen-up (models with a teacher)", scale=1)
                 steps = gr.Slider(1, 4, value=spec.steps, step=1, label="Steps", scale=1)
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength", scale=1)
-                resolution = gr.Dropdown(list(RESOLUTIONS), value=spec.resolution, label="Resolution", scale=1)
+                resolution = gr.Dropdown(
+                    resolution_choices(registry), value=spec.resolution, label="Resolution", scale=1
+                )
             live_canvas(sessions.live_generate, sessions.live_refine)
             with gr.Row():
                 export_btn = gr.Button("Export PNG (prompt, seed, model and sketch inside)")
@@ -96,7 +114,11 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
             variations = gr.Gallery(label="Seed variations (click one to use its seed)", columns=4, height=220)
             with gr.Accordion("Start from a photo or drawing", open=False):
                 with gr.Row():
-                    upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
+                    upload = gr.File(
+                        label=f"Upload a picture ({', '.join(UPLOAD_KINDS)})",
+                        file_types=list(UPLOAD_SUFFIXES),
+                        type="filepath",
+                    )
                     method = gr.Radio(
                         [m for m in ("hed", "lineart", "canny", "none") if m in LINE_METHODS],
                         value="lineart",
@@ -164,6 +186,16 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
         upload.change(upload_to_lines, [upload, method], preview)
         method.change(upload_to_lines, [upload, method], preview)
         use_sketch.click(None, preview, None, js=LOAD_SKETCH_JS)
+        use_sketch.click(
+            lambda lines: (
+                gr.Warning("nothing to use yet: upload a picture with lines first") if lines is None else None
+            ),
+            preview,
+            None,
+        )
+        model.change(
+            lambda name: registry.get(name).resolution if name in registry.specs() else gr.skip(), model, resolution
+        )
         history.select(restore, None, [prompt, seed, steps, strength, model])
         shown = {"entries": sessions.history.entries()}
 

@@ -3,17 +3,21 @@
 Gradio's server functions (JSON over HTTP, data URLs, Brotli) stay as the fallback; this path skips the JSON
 wrapping, base64 and compression of every frame. A message is `uint32 header length (big endian) | JSON header |
 image bytes`. Browser -> server: header {session, seq, final, params}, the snapshot (JPEG/PNG). Server -> browser:
-the reply dict of `LiveSessions.generate_frame` (+ `server_ms`, `mime`), then the JPEG frame or nothing.
+the reply dict of `LiveSessions.generate_frame` (+ `server_ms`, `mime`), then the JPEG frame or nothing. Every
+message is answered exactly once with its own seq (None when it has none), errors included.
 
 Each message is handled in its own task (as each HTTP call is), so a pen-up snapshot supersedes a queued one in the
 latest-wins worker instead of waiting behind it on the socket. Connections from another origin are refused: a web
-page the person visits must not drive their GPU (Gradio's HTTP routes have the same CORS rule).
+page the person visits must not drive their GPU (Gradio's HTTP routes have the same CORS rule; ui/guard.py adds
+the Host rule against DNS rebinding on every route). A session is one page load: when its socket closes, the
+server forgets it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from urllib.parse import urlsplit
 
@@ -21,9 +25,11 @@ import anyio
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ui.live import LiveSessions
+from ui.live import LiveSessions, reply_seq
 
+log = logging.getLogger(__name__)
 PATH = "/sketchsprint/live"
+MAX_SESSIONS_PER_SOCKET = 64
 MAX_HEADER_BYTES = 64_000
 MAX_MESSAGE_BYTES = 16_000_000
 
@@ -61,24 +67,37 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
 
 
+def error_reply(seq, message: str) -> dict:
+    return {"seq": seq, "status": "error", "message": message}
+
+
 async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
-    """One tab's socket: each snapshot is generated in a worker thread and answered as soon as its frame is ready."""
+    """One tab's socket: each snapshot is generated in a worker thread and answered as soon as its frame is ready.
+    Every message gets exactly one reply carrying its seq; the sessions it named are forgotten when it closes."""
     if not same_origin(websocket.headers.get("origin"), websocket.headers.get("host")):
         await websocket.close(code=1008, reason="cross-origin connection refused")
         return
     await websocket.accept()
     send_lock = asyncio.Lock()
     tasks: set[asyncio.Task] = set()
+    seen: set[str] = set()
 
     async def answer(message: bytes) -> None:
+        seq = None
+        jpeg = None
         try:
             if len(message) > MAX_MESSAGE_BYTES:
-                raise FrameError("message too large")
+                raise FrameError(f"message too large: {len(message):,} bytes (at most {MAX_MESSAGE_BYTES:,})")
             header, snapshot = unpack(message)
-        except FrameError as error:
-            reply, jpeg = {"seq": 0, "status": "error", "message": f"bad frame: {error}"}, None
-        else:
+            seq = reply_seq(header)
+            if isinstance(header.get("session"), str) and len(seen) < MAX_SESSIONS_PER_SOCKET:
+                seen.add(header["session"])
             reply, jpeg = await anyio.to_thread.run_sync(sessions.live_generate_bytes, header, snapshot)
+        except FrameError as error:
+            reply = error_reply(seq, f"bad frame: {error}")
+        except Exception as error:  # the app stays up and the tab hears why, whatever went wrong
+            log.exception("live frame failed")
+            reply = error_reply(seq, f"the server could not make this frame: {error}")
         reply["mime"] = "image/jpeg" if jpeg else ""
         async with send_lock:
             try:
@@ -102,6 +121,8 @@ async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
     finally:
         for task in tasks:
             task.cancel()
+        for session in seen:
+            sessions.forget(session)
 
 
 def route(sessions: LiveSessions) -> WebSocketRoute:

@@ -1,6 +1,6 @@
 """Upload handling and the Models tab table."""
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from pipelines.registry import Registry
 from ui.layout import models_table, upload_to_lines
@@ -14,7 +14,9 @@ def test_non_image_upload_gives_no_preview_and_no_traceback(tmp_path):
 
 def test_huge_upload_becomes_a_canvas_sized_line_drawing(tmp_path):
     path = tmp_path / "big.jpg"
-    Image.new("RGB", (8000, 8000), "white").save(path)
+    image = Image.new("RGB", (8000, 8000), "white")
+    ImageDraw.Draw(image).rectangle((1000, 1000, 7000, 7000), outline="black", width=60)
+    image.save(path)
     lines = upload_to_lines(str(path), "lineart")
     assert lines.shape == (512, 512, 3)
 

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from pipelines.host import LiveHost
 from tests.fakes import ScriptedEngine, install
+from tests.ui.test_live import big_png_header
 from ui import live_socket
 from ui.live import LiveSessions
 
@@ -103,3 +104,55 @@ def test_a_cross_origin_page_is_refused(client):
         with test_client.websocket_connect(live_socket.PATH, headers={"origin": "https://evil.example"}) as ws:
             ws.receive_bytes()
     assert refused.value.code == 1008
+
+
+def test_every_malformed_message_gets_exactly_one_reply_with_its_seq(client):
+    import json
+
+    test_client, _ = client
+
+    def raw(head: dict, payload: bytes) -> bytes:  # Python's JSON writes Infinity as the browser's never would
+        text = json.dumps(head).encode()
+        return len(text).to_bytes(4, "big") + text + payload
+
+    huge = big_png_header(20000, 20000)
+    cases = [
+        (raw({**header(11), "params": {**header(11)["params"], "seed": float("inf")}}, jpeg(drawing())), 11, "seed"),
+        (raw({**header(1), "seq": float("inf")}, jpeg(drawing())), None, "seq Infinity"),
+        (raw({**header(12), "params": ["a"]}, jpeg(drawing())), 12, "params"),
+        (live_socket.pack(header(13), huge), 13, "too large"),
+    ]
+    with test_client.websocket_connect(live_socket.PATH) as ws:
+        for message, seq, named in cases:
+            ws.send_bytes(message)
+            reply, frame = live_socket.unpack(ws.receive_bytes())
+            assert reply["status"] == "error" and reply["seq"] == seq and named in reply["message"], reply
+        ws.send_bytes(live_socket.pack(header(14), jpeg(drawing())))
+        reply, frame = live_socket.unpack(ws.receive_bytes())
+        assert reply["status"] == "ok" and reply["seq"] == 14 and frame
+
+
+def test_an_unexpected_failure_is_still_answered(client, monkeypatch):
+    test_client, sessions = client
+
+    def broken(header, snapshot):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sessions, "live_generate_bytes", broken)
+    with test_client.websocket_connect(live_socket.PATH) as ws:
+        ws.send_bytes(live_socket.pack(header(5), jpeg(drawing())))
+        reply, _ = live_socket.unpack(ws.receive_bytes())
+    assert reply == {**reply, "seq": 5, "status": "error"} and "disk on fire" in reply["message"]
+
+
+def test_a_closed_socket_forgets_its_sessions_and_a_reload_starts_afresh(client):
+    test_client, sessions = client
+    with test_client.websocket_connect(live_socket.PATH) as ws:
+        for seq in range(1, 24):
+            ws.send_bytes(live_socket.pack(header(seq), jpeg(drawing())))
+            assert live_socket.unpack(ws.receive_bytes())[0]["status"] in ("ok", "cached")
+    assert len(sessions) == 0 and sessions.host.worker.remembered() == 0
+    with test_client.websocket_connect(live_socket.PATH) as ws:  # the same tab, reloaded: its seq restarts at 1
+        ws.send_bytes(live_socket.pack(header(1, prompt="a dog"), jpeg(drawing())))
+        reply, frame = live_socket.unpack(ws.receive_bytes())
+    assert reply["status"] == "ok" and reply["seq"] == 1 and frame
