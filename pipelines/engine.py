@@ -116,6 +116,7 @@ class Request:
     resolution: int = 512
     sketch_key: str = ""
     mode: str = "live"  # live: the few-step generate; refine: the multi-step teacher pass (pen-up)
+    foreground: bool = False  # from the tab the person is drawing in: served before background tabs
 
     def key(self) -> tuple:
         """What decides the output: an equal key is not recomputed."""
@@ -171,7 +172,8 @@ class LatestWinsWorker:
     """One thread owns the device. Each session has a one-deep slot: a newer request replaces a queued older one
     (the older is answered `stale`), an unchanged request is answered from the last frame without recomputing,
     and a frame older than the session's displayed one is dropped. Sessions are served first-come first-served,
-    so two browser tabs each get their latest frame and the device runs one generation at a time."""
+    foreground requests (the tab the person draws in) first, so every tab gets its latest frame, the drawing tab
+    waits for at most the frame in progress, and the device runs one generation at a time."""
 
     def __init__(self, run: Callable[[Request], GenResult], name: str = "engine-worker"):
         self._run = run
@@ -238,7 +240,8 @@ class LatestWinsWorker:
                 self._cond.wait()
             if self._closed:
                 return None
-            session = self._order.popleft()
+            session = next((s for s in self._order if self._pending[s].request.foreground), self._order[0])
+            self._order.remove(session)
             return self._pending.pop(session)
 
     def _loop(self) -> None:

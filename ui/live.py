@@ -306,7 +306,8 @@ class LiveSessions:
             if seq <= state.seq:
                 return {"seq": seq, "status": "stale", "message": "a newer snapshot of this tab arrived first"}, None
             state.sketch, state.params, state.seq = sketch, params, seq
-        request = Request(session=session_id, version=seq, sketch=sketch, **params)
+        foreground = payload.get("foreground") is True
+        request = Request(session=session_id, version=seq, sketch=sketch, foreground=foreground, **params)
         frame = self.host.generate(request)
         reply = {
             "seq": seq,

@@ -139,3 +139,34 @@ def test_image_key_depends_on_pixels_and_shape():
     assert image_key(a) == image_key(a.copy())
     assert image_key(a) != image_key(b)
     assert image_key(a) != image_key(np.zeros((2, 8, 3), np.uint8))
+
+
+def test_the_foreground_tab_is_served_before_queued_background_tabs():
+    from dataclasses import replace
+
+    run = SlowRun(delay=0.1)
+    worker = LatestWinsWorker(run)
+    busy = worker.submit(request(1, session="bg0"))  # the device is busy with this one
+    time.sleep(0.03)
+    queued = [worker.submit(request(1, session=f"bg{k}")) for k in range(1, 4)]
+    drawing = worker.submit(replace(request(1, session="fg"), foreground=True))
+    for ticket in [busy, drawing, *queued]:
+        assert ticket.wait(5).status == "ok"
+    worker.close()
+    order = [session for session, _ in run.calls]
+    assert order[:2] == ["bg0", "fg"] and sorted(order[2:]) == ["bg1", "bg2", "bg3"]
+
+
+def test_forgotten_sessions_leave_nothing_behind_and_memory_is_bounded(monkeypatch):
+    import pipelines.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_REMEMBERED", 3)
+    worker = LatestWinsWorker(SlowRun(delay=0.0))
+    for name in ("a", "a-refine", "ab", "b"):
+        worker.submit(request(1, session=name)).wait(5)
+    worker.forget("a")  # the tab and its helper sessions, not another tab whose name starts alike
+    assert worker.remembered() == 2
+    for k in range(6):
+        worker.submit(request(1, session=f"t{k}")).wait(5)
+    worker.close()
+    assert worker.remembered() == 3
