@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import os
+import importlib
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = ROOT / "assets" / "models"
-BACKENDS = ("sd", "sdxl", "tiny", "sana")
+from pipelines.spec import (
+    MODELS_DIR,
+    ROOT,
+    ModelError,
+    ModelSpec,
+    hub_offline,
+    in_hub_cache,
+    is_local,
+    resolve_local,
+)
+
+# backend -> "module:Engine class", imported on first load (the registry imports no backend: backends import
+# pipelines.spec, and the app starts without torch-heavy backends it does not use)
+BACKENDS = {
+    "sd": "pipelines.sd_turbo:SDControlNetEngine",
+    "sdxl": "pipelines.sd_turbo:SDControlNetEngine",
+    "tiny": "pipelines.tiny:TinyEngine",
+    "sana": "pipelines.sana_sprint:SanaSprintEngine",
+}
 RANDOM_INITS = ("tiny", "full")
-T = TypeVar("T")
-
-
-class ModelError(Exception):
-    """A model cannot be listed or loaded; the message is meant for the person using the app."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One manifest. `components` maps a role (base, controlnet, taesd, lora, weights) to a hub id or a folder."""
-
-    name: str
-    title: str
-    backend: str
-    components: dict[str, str]
-    resolution: int = 512
-    steps: int = 1
-    allowed_steps: tuple[int, ...] = (1, 2, 3, 4)
-    dtype: str = "float16"
-    guidance: float = 0.0
-    random_init: str = ""
-    source: str = ""
-    licence: str = ""
-    download_gb: float = 0.0
-    min_vram_gb: float = 0.0
-    notes: str = ""
-    folder: Path = field(default=MODELS_DIR, compare=False)
-
-    def component_path(self, role: str) -> str:
-        """A component's hub id, or its folder resolved against the manifest's folder."""
-        value = self.components[role]
-        return str(resolve_local(value, self.folder)) if is_local(value) else value
 
 
 @dataclass(frozen=True)
@@ -54,27 +36,6 @@ class ModelStatus:
     spec: ModelSpec
     state: str
     reason: str
-
-
-def guarded(role: str, where: str, what: str, make: Callable[[], T]) -> T:
-    """Run one component loader; any failure (missing file, offline hub, bad config) becomes a ModelError."""
-    try:
-        return make()
-    except ModelError:
-        raise
-    except Exception as error:  # hub, file and config errors all mean "this component cannot be loaded"
-        text = str(error).strip()
-        first = text.splitlines()[0] if text else type(error).__name__
-        raise ModelError(f"cannot load the {role} component ({where}) as {what}: {first}") from error
-
-
-def is_local(value: str) -> bool:
-    """Local folders are written ./x, ../x, /x or ~/x in manifests; anything else is a hub id (owner/name)."""
-    return value.startswith((".", "/", "~"))
-
-
-def resolve_local(value: str, folder: Path) -> Path:
-    return (folder / Path(value).expanduser()).resolve()
 
 
 def _as_steps(value) -> tuple[int, ...]:
@@ -98,26 +59,13 @@ def parse_manifest(path: Path) -> ModelSpec:
         if key not in data:
             raise ModelError(f"{path.name}: missing key {key!r}")
     if data["backend"] not in BACKENDS:
-        raise ModelError(f"{path.name}: backend must be one of {BACKENDS}, got {data['backend']!r}")
+        raise ModelError(f"{path.name}: backend must be one of {tuple(BACKENDS)}, got {data['backend']!r}")
     if data.get("random_init", "") not in ("", *RANDOM_INITS):
         raise ModelError(f"{path.name}: random_init must be one of {RANDOM_INITS}")
     if "allowed_steps" in data:
         data["allowed_steps"] = _as_steps(data["allowed_steps"])
     data["components"] = {str(k): str(v) for k, v in data["components"].items()}
     return ModelSpec(**data, folder=path.parent)
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub import scan_cache_dir
-
-    try:
-        return any(repo.repo_id == repo_id for repo in scan_cache_dir().repos)
-    except Exception:  # no cache folder yet
-        return False
 
 
 class Registry:
@@ -174,7 +122,7 @@ class Registry:
             if is_local(value):
                 if not resolve_local(value, spec.folder).exists():
                     missing_local.append(f"{role} ({value})")
-            elif not _in_hub_cache(value):
+            elif not in_hub_cache(value):
                 to_download.append(value)
         if missing_local:
             return ModelStatus(spec, "missing", "files not on disk: " + ", ".join(missing_local))
@@ -211,16 +159,12 @@ class Registry:
         status = self.status(spec)
         if status.state == "missing":
             raise ModelError(f"{spec.title} cannot be loaded: {status.reason}")
-        if spec.backend in ("sd", "sdxl"):
-            from pipelines.sd_turbo import SDControlNetEngine
+        return engine_class(spec.backend).load(spec, device=device, dtype=dtype or spec.dtype)
 
-            return SDControlNetEngine.load(spec, device=device, dtype=dtype or spec.dtype)
-        if spec.backend == "tiny":
-            from pipelines.tiny import TinyEngine
 
-            return TinyEngine.load(spec, device=device, dtype=dtype or spec.dtype)
-        if spec.backend == "sana":
-            from pipelines.sana_sprint import SanaSprintEngine
-
-            return SanaSprintEngine.load(spec, device=device, dtype=dtype or spec.dtype)
-        raise ModelError(f"{spec.name}: backend {spec.backend!r} is not available in this build")
+def engine_class(backend: str) -> type:
+    """The Engine class of a backend, imported on first use."""
+    if backend not in BACKENDS:
+        raise ModelError(f"backend {backend!r} is not available in this build")
+    module, name = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(module), name)

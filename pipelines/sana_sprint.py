@@ -34,8 +34,8 @@ from transformers import AutoTokenizer, Gemma2Config, Gemma2Model, GemmaTokenize
 from pipelines import accelerate, sana_convert
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow, append_dims, trigflow_denoise
-from pipelines.registry import ModelError, ModelSpec, guarded, hub_offline, is_local
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_euler
+from pipelines.spec import ModelError, ModelSpec, guarded, hub_offline, is_local
 
 SIZES = ("tiny", "0.6b", "1.6b")
 WIRINGS = ("nvlabs", "diffusers")

@@ -33,7 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from pipelines import accelerate
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
-from pipelines.registry import ModelError, ModelSpec, guarded, hub_offline, is_local
+from pipelines.spec import ModelError, ModelSpec, guarded, hub_offline, is_local
 
 KINDS = ("sd", "sd15", "sdxl")  # SD 2.1 (SD-Turbo), SD 1.5 (LCM-LoRA), SDXL (SDXL-Turbo)
 SIZES = ("tiny", "full")

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
-from pipelines.registry import ModelError, ModelSpec
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_euler, sample_trigflow
+from pipelines.spec import ModelError, ModelSpec
 from pipelines.strokes import ink_at
 from pipelines.text import TEXT_DIM, TextEncoderMissing, encode_texts
 

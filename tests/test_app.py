@@ -116,3 +116,33 @@ def test_a_rebinding_page_is_refused_on_the_live_socket(served):
     assert refused.value.rcvd.code == 1008
     for host in (f"127.0.0.1:{served}", f"localhost:{served}"):
         assert socket_frame(served, host)["status"] in ("ok", "cached")
+
+
+def test_a_network_bind_prints_a_token_link_and_refuses_requests_without_it(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(port), "--outputs", str(tmp_path)]
+    process = subprocess.Popen(command + ["--no-engine-process"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "?token=" not in line and process.poll() is None:
+            line = process.stdout.readline()
+        token = line.split("?token=")[1].strip()
+        deadline, status = time.time() + 300, None
+        while time.time() < deadline and status is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2)
+                status = 200
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError:
+                time.sleep(0.5)
+        assert status == 403, "without the token the app must refuse"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={token}", timeout=30) as response:
+            cookie = response.headers["set-cookie"].split(";")[0]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/config", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert "ss-canvas" in response.read().decode()
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)

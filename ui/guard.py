@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 SHARE_DOMAIN = ".gradio.live"  # `--share` tunnels arrive with this Host
 COOKIE = "sketchsprint_token"
+OPEN_PATHS = ("/gradio_api/startup-events",)  # Gradio's launch() calls it without a token; it only starts the app
 
 
 def is_loopback(address: str) -> bool:
@@ -67,7 +68,7 @@ class HostGuard:
         if self.hosts is not None and not host_allowed(headers.get("host"), self.hosts, self.port):
             await self._refuse(scope, receive, send, "this address is not served here (Host refused)")
             return
-        if self.token is not None:
+        if self.token is not None and scope.get("path") not in OPEN_PATHS:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
             cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
             given = query or (cookie.value if cookie else "")
