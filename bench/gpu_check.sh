@@ -29,7 +29,7 @@ run() {  # one bench.latency run; its last stdout line is the JSON report (an er
 }
 
 if [[ "$DEVICE" == cuda* ]]; then
-    "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/pipelines/test_sana_sprint.py >>"$LOG" 2>&1
+    "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/pipelines/sana/test_engine.py >>"$LOG" 2>&1
     echo "{\"test\": \"test_sana_cuda_graph_path\", \"passed\": $([[ $? == 0 ]] && echo true || echo false)}"
 fi
 for backend in sana-sprint-0.6b sana-sprint-1.6b; do

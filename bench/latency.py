@@ -86,7 +86,8 @@ def build_sana_engine(args: argparse.Namespace) -> Any:
     """Seeded random SANA-Sprint (+ Sprint ControlNet, DC-AE, Gemma-2) at the published size or tiny; the DC-AE-Lite
     decoder is built only when it is the one measured."""
     from pipelines import accelerate
-    from pipelines.sana_sprint import SanaSprintEngine, build_random_components
+    from pipelines.sana.engine import SanaSprintEngine
+    from pipelines.testing import build_random_components
 
     size = "tiny" if args.config == "tiny" else SANA_BACKENDS[args.backend]
     components = build_random_components(size, seed=args.seed, device=args.device)

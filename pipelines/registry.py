@@ -24,7 +24,7 @@ BACKENDS = {
     "sd": "pipelines.sd_turbo:SDControlNetEngine",
     "sdxl": "pipelines.sd_turbo:SDControlNetEngine",
     "tiny": "pipelines.tiny:TinyEngine",
-    "sana": "pipelines.sana_sprint:SanaSprintEngine",
+    "sana": "pipelines.sana.engine:SanaSprintEngine",
 }
 RANDOM_INITS = ("tiny", "full")
 

@@ -18,30 +18,20 @@ from diffusers import (
 )
 from PIL import Image
 
-from pipelines import sana_convert
 from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
 from pipelines.registry import MODELS_DIR, ModelError, ModelSpec, Registry
-from pipelines.sana_sprint import (
-    CHI,
-    SanaFlow,
-    SanaSprintEngine,
-    SprintControlNet,
-    build_random_components,
-    check_gpu_memory,
-    controlnet_config,
-    controlnet_from_diffusers,
-    gpu_memory_need_gib,
-    load_controlnet,
-    load_nvlabs,
-    nvlabs_state,
-    sample_scm,
-    save_random_model,
-    sprint_timesteps,
-    transformer_config,
-)
+from pipelines.sana import convert as sana_convert
+from pipelines.sana.config import CHI, controlnet_config, transformer_config
+from pipelines.sana.controlnet import SprintControlNet, controlnet_from_diffusers
+from pipelines.sana.engine import SanaSprintEngine
+from pipelines.sana.flow import SanaFlow
+from pipelines.sana.load import load_controlnet, load_nvlabs
+from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib
+from pipelines.sana.sampling import sample_scm, sprint_timesteps
 from pipelines.schedules import sample_trigflow
+from pipelines.testing import build_random_components, nvlabs_state, save_random_model
 
 ATOL = 1e-4
 PROMPT = "A red fox sitting in the snow, watercolour"

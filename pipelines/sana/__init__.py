@@ -1,0 +1,1 @@
+"""The SANA-Sprint + ControlNet backend, one idea per module (notes/sana_sprint.md)."""
