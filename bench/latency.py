@@ -66,10 +66,11 @@ def build_engine(args: argparse.Namespace) -> tuple[Any, str, str]:
         return registry.load(args.model, args.device, args.dtype), registry.get(args.model).backend, args.model
     if args.backend in SANA_BACKENDS:
         return build_sana_engine(args), args.backend, f"{args.backend}-random-{args.config}"
-    from pipelines.sd_turbo import SDControlNetEngine, build_random_components
+    from pipelines.sd.engine import SDControlNetEngine
+    from pipelines.testing import build_random_sd
 
     kind, lcm, steps = BACKENDS[args.backend]
-    components = build_random_components(kind, args.config, seed=args.seed, device=args.device)
+    components = build_random_sd(kind, args.config, seed=args.seed, device=args.device)
     engine = SDControlNetEngine.from_components(
         components,
         name=f"{args.backend}-random-{args.config}",
@@ -87,10 +88,10 @@ def build_sana_engine(args: argparse.Namespace) -> Any:
     decoder is built only when it is the one measured."""
     from pipelines import accelerate
     from pipelines.sana.engine import SanaSprintEngine
-    from pipelines.testing import build_random_components
+    from pipelines.testing import build_random_sana
 
     size = "tiny" if args.config == "tiny" else SANA_BACKENDS[args.backend]
-    components = build_random_components(size, seed=args.seed, device=args.device)
+    components = build_random_sana(size, seed=args.seed, device=args.device)
     if args.decoder != "lite":
         components.pop("vae_lite")
     return SanaSprintEngine.from_components(

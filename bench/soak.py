@@ -138,7 +138,7 @@ async def open_tab(context, url: str, foreground: bool):
     return page
 
 
-STAGES = ("edit_to_send", "encode_browser", "round_trip", "queue", "engine", "decode", "paint")
+STAGES = ("edit_to_send", "encode_browser", "round_trip", "server_total", "queue", "engine", "ipc", "decode", "paint")
 
 
 async def breakdown_since(page, start: int) -> list[dict]:
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             app.terminate()
             app.wait(timeout=60)
     result["wall_s"] = round(time.time() - t0, 1)
+    result["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]  # what else used the CPU meanwhile
     result["cpu"] = f"{os.cpu_count()} cores"
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

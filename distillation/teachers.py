@@ -423,9 +423,9 @@ def build_unet(
     from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
     if random:
-        from pipelines.sd_turbo import build_random_components
+        from pipelines.testing import build_random_sd
 
-        parts = build_random_components("sd", random, random_seed)
+        parts = build_random_sd("sd", random, random_seed)
         unet, branch, scheduler = parts["unet"], parts["controlnet"] if controlnet else None, parts["scheduler"]
         scheduler_config = dict(scheduler.config)
     else:

@@ -21,8 +21,8 @@ from pipelines.spec import (
 # backend -> "module:Engine class", imported on first load (the registry imports no backend: backends import
 # pipelines.spec, and the app starts without torch-heavy backends it does not use)
 BACKENDS = {
-    "sd": "pipelines.sd_turbo:SDControlNetEngine",
-    "sdxl": "pipelines.sd_turbo:SDControlNetEngine",
+    "sd": "pipelines.sd.engine:SDControlNetEngine",
+    "sdxl": "pipelines.sd.engine:SDControlNetEngine",
     "tiny": "pipelines.tiny:TinyEngine",
     "sana": "pipelines.sana.engine:SanaSprintEngine",
 }

@@ -38,7 +38,7 @@ from pipelines.sana.sampling import cfg_flow, sample_scm, sprint_timesteps
 from pipelines.sana.text import encode_text
 from pipelines.schedules import get_flow_timesteps, sample_euler
 from pipelines.spec import ModelError, ModelSpec, guarded, hub_offline
-from pipelines.testing import build_random_components
+from pipelines.testing import build_random_sana
 
 
 class SanaSprintEngine:
@@ -115,7 +115,7 @@ class SanaSprintEngine:
 
     @classmethod
     def from_components(cls, components: dict[str, Any], **kwargs: Any) -> SanaSprintEngine:
-        """An engine over components as `load_components` / `build_random_components` return them; a random
+        """An engine over components as `load_components` / `build_random_sana` return them; a random
         teacher pair (teacher_transformer, teacher_controlnet) becomes the teacher flow."""
         teacher = components.get("teacher")
         if teacher is None and "teacher_transformer" in components:
@@ -151,7 +151,7 @@ class SanaSprintEngine:
             free, _ = torch.cuda.mem_get_info(torch.device(device))
             check_gpu_memory(spec.title, gpu_memory_need_gib(size, spec.resolution), free)
         if spec.random_init:
-            components = build_random_components(size, seed=0, device=device)
+            components = build_random_sana(size, seed=0, device=device)
         else:
             components = load_components(spec, torch_dtype)
         engine = cls.from_components(

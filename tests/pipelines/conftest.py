@@ -10,7 +10,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from pipelines.registry import Registry
-from pipelines.sd_turbo import save_random_model
+from pipelines.testing import save_random_sd
 
 MANIFEST = """name = "{name}"
 title = "{name}"
@@ -54,7 +54,7 @@ def sd_models_dir(tmp_path_factory) -> Path:
     + LCM-LoRA, as SD 1.5) saved with save_pretrained, each with a manifest that points at its folders."""
     root = tmp_path_factory.mktemp("models")
     for kind, backend in (("sd", "sd"), ("sdxl", "sdxl"), ("sd15", "sd")):
-        save_random_model(kind, "tiny", root / kind, seed=0)
+        save_random_sd(kind, "tiny", root / kind, seed=0)
         parts = {"base": f"./{kind}/base", "controlnet": f"./{kind}/controlnet", "taesd": f"./{kind}/taesd"}
         if kind == "sd15":
             save_random_lcm_lora(root / kind / "base" / "unet", root / kind / "lora", seed=1)

@@ -31,7 +31,7 @@ from pipelines.sana.load import load_controlnet, load_nvlabs
 from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib
 from pipelines.sana.sampling import sample_scm, sprint_timesteps
 from pipelines.schedules import sample_trigflow
-from pipelines.testing import build_random_components, nvlabs_state, save_random_model
+from pipelines.testing import build_random_sana, nvlabs_state, save_random_sana
 
 ATOL = 1e-4
 PROMPT = "A red fox sitting in the snow, watercolour"
@@ -62,7 +62,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def parts():
     """Tiny seeded components, teacher included (SANA 1.0 base + HED-layout branch)."""
-    return build_random_components("tiny", seed=0, teacher=True)
+    return build_random_sana("tiny", seed=0, teacher=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +87,10 @@ def sprint_pipe(parts):
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    """save_random_model's folders and two manifests: the Sprint branch folder, or the NVlabs HED .pth serving as
+    """save_random_sana's folders and two manifests: the Sprint branch folder, or the NVlabs HED .pth serving as
     both the live branch and the teacher."""
     root = tmp_path_factory.mktemp("sana")
-    save_random_model("tiny", root, seed=0)
+    save_random_sana("tiny", root, seed=0)
     manifests = {
         "tiny-sana": {
             "base": "./sprint",
@@ -515,7 +515,7 @@ def test_sana_cuda_graph_path_matches_eager_without_allocations_or_host_syncs(mo
     size = (128, 128)
 
     def make():  # two identical seeded sets: optimize() rewrites the DC-AE's methods in place
-        parts = build_random_components("tiny", seed=0, device="cuda")
+        parts = build_random_sana("tiny", seed=0, device="cuda")
         return SanaSprintEngine.from_components(
             parts, name="tiny", device="cuda", dtype=torch.float32, native_resolution=128
         )

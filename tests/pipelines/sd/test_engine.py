@@ -13,7 +13,8 @@ from diffusers import (
 from PIL import Image
 
 from pipelines.registry import MODELS_DIR, ModelError, Registry
-from pipelines.sd_turbo import SDControlNetEngine, build_random_components
+from pipelines.sd.engine import SDControlNetEngine
+from pipelines.testing import build_random_sd
 from tests.pipelines.conftest import write_manifest
 
 PROMPT = "a red fox sitting in the snow, watercolour"
@@ -257,7 +258,7 @@ def test_float16_load_falls_back_to_full_precision_files(sd_registry):
 
 def test_channels_last_gives_the_same_frame():
     engine = SDControlNetEngine.from_components(
-        build_random_components("sd", "tiny", seed=3), name="cl", device="cpu", dtype=torch.float32
+        build_random_sd("sd", "tiny", seed=3), name="cl", device="cpu", dtype=torch.float32
     )
     args = {"seed": 2, "steps": 2, "strength": 1.0, "resolution": (256, 256)}
     before = our_image(engine, make_sketch(), **args)
