@@ -50,6 +50,8 @@ class Engine(Protocol):
     name: str
     native_resolution: int
     allowed_steps: tuple[int, ...]
+    default_steps: int  # the manifest's steps: what a frame runs when the request asks for none the model allows
+    can_refine: bool  # a multi-step teacher is loaded, so `refine` draws the pen-up pass
 
     def warmup(self, resolution: int) -> None: ...
 
@@ -66,6 +68,10 @@ class Engine(Protocol):
         steps: int,
         strength: float,
         resolution: tuple[int, int],
+    ) -> GenResult: ...
+
+    def refine(
+        self, prompt: PromptCond, control: ControlCond, *, seed: int, strength: float, resolution: tuple[int, int]
     ) -> GenResult: ...
 
 

@@ -84,13 +84,13 @@ class LiveHost:
             pass
 
     def can_refine(self, name: str) -> bool:
-        """Whether a model offers the multi-step refine-on-pen-up pass (a teacher in its manifest: SANA-Sprint's, or
-        the small model's flow teacher)."""
+        """Whether a model offers the multi-step refine-on-pen-up pass: its manifest names a teacher (the engine
+        confirms it when loaded)."""
         try:
             spec = self.registry.get(name)
         except ModelError:
             return False
-        return spec.backend in ("sana", "tiny") and "teacher" in spec.components
+        return "teacher" in spec.components
 
     def loaded(self) -> list[str]:
         return list(self._engines)
@@ -158,6 +158,8 @@ class LiveHost:
                 scribble = sketch_to_scribble(request.sketch, size)
                 control = engine.encode_control(scribble, size)
                 if request.mode == "refine":
+                    if not engine.can_refine:
+                        raise InputError(f"{request.model} has no refine pass (its teacher did not load)")
                     result = engine.refine(
                         prompt, control, seed=request.seed, strength=request.strength, resolution=size
                     )

@@ -363,7 +363,7 @@ class RemoteEngine:
         self.native_resolution = int(info["native_resolution"])
         self.allowed_steps = tuple(info["allowed_steps"])
         self.default_steps = info.get("default_steps") or self.allowed_steps[0]
-        self.has_refine = bool(info.get("refine"))
+        self.can_refine = bool(info.get("refine"))
         self._prompts = LRU(PROMPT_CACHE)
 
     def warmup(self, resolution: int) -> None:
@@ -452,8 +452,8 @@ class _Server:
                 "name": engine.name,
                 "native_resolution": engine.native_resolution,
                 "allowed_steps": tuple(engine.allowed_steps),
-                "default_steps": getattr(engine, "default_steps", None),
-                "refine": callable(getattr(engine, "refine", None)),
+                "default_steps": engine.default_steps,
+                "refine": engine.can_refine,
             }
             return {"info": info}, None
         if op == "unload":
@@ -484,7 +484,7 @@ class _Server:
         prompt = engine.encode_prompt(header["prompt"])
         control = engine.encode_control(self.pixels[key], header["control_resolution"])
         if header["mode"] == "refine":
-            if not callable(getattr(engine, "refine", None)):
+            if not engine.can_refine:
                 raise ModelError(f"{header['model']} has no refine pass")
             result = engine.refine(prompt, control, **header["kwargs"])
         else:

@@ -341,6 +341,11 @@ class TinyEngine:
             if model is not None:
                 model.to(memory_format=torch.channels_last)
 
+    @property
+    def can_refine(self) -> bool:
+        """The flow teacher shipped beside the student is loaded: `refine` draws the multi-step pen-up pass."""
+        return self.teacher is not None
+
     def warmup(self, resolution: int) -> None:
         size = (self.native_resolution, self.native_resolution)
         blank = np.zeros((*size, 3), np.uint8)

@@ -36,6 +36,8 @@ class ScriptedEngine:
     name = "scripted"
     native_resolution = 256
     allowed_steps = (1, 2, 3, 4)
+    default_steps = 1
+    can_refine = False
 
     def __init__(self, delay: float = 0.0, oom_above: int | None = None, errors: dict | None = None):
         self.delay = delay

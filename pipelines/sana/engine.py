@@ -215,6 +215,11 @@ class SanaSprintEngine:
             self.cuda_graphs = True
             self._graph_pool = torch.cuda.graph_pool_handle()
 
+    @property
+    def can_refine(self) -> bool:
+        """A teacher is loaded: `refine` draws the multi-step pen-up pass."""
+        return self.teacher is not None
+
     def warmup(self, resolution: int) -> None:
         """Run (and with `optimize`, compile and capture) the control encode, every allowed step count's denoise and
         the current decoder at `resolution`'s bin, so that no stroke pays for it."""

@@ -29,7 +29,7 @@ from pipelines import accelerate
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.sd.config import DECODERS
 from pipelines.sd.load import load_components
-from pipelines.spec import ModelSpec
+from pipelines.spec import ModelError, ModelSpec
 from pipelines.testing import build_random_sd
 
 
@@ -361,3 +361,10 @@ class SDControlNetEngine:
             prompt, control, seed=seed, steps=steps, strength=strength, resolution=resolution
         )
         return GenResult(image=VaeImageProcessor.numpy_to_pil(pixels[None])[0], timings=timings)
+
+    can_refine = False  # the SD family ships no multi-step teacher
+
+    def refine(
+        self, prompt: PromptCond, control: ControlCond, *, seed: int, strength: float, resolution: tuple[int, int]
+    ) -> GenResult:
+        raise ModelError(f"{self.name} has no refine pass: its manifest names no multi-step teacher")
