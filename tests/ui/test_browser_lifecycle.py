@@ -172,3 +172,11 @@ def test_typing_a_prompt_adds_one_history_entry_not_one_per_key(app_url, chromiu
     after = len(sessions.history.entries(limit=10_000))
     assert after - before == 1, f"{after - before} history entries for one typed prompt"
     page.close()
+
+
+def test_the_resolution_control_shows_the_models_own_resolution(app_url, chromium):
+    url, sessions = app_url
+    page = open_canvas(chromium, url)
+    native = sessions.host.registry.get(sessions.default_model).resolution
+    assert page.get_by_role("combobox", name="Resolution").input_value() == str(native)
+    page.close()
