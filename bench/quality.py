@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
+from distillation.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
 from pipelines.registry import ModelError, Registry
 from pipelines.tiny import load_tiny, sample_images
 

@@ -4,7 +4,7 @@ SANA-Sprint's adversarial half oscillates, so the last step is a lottery: the of
 560 steps) went from held-out FD 268 at step 400 to 305 at step 560 in one run. The validation pairs are a seeded
 pick of the prepared *training* split (the held-out split stays unseen, so bench.quality still measures the
 exported student honestly), outside the teacher pool when LADD trains on one; the score is FD-EffNetLite0
-(bench.metrics) between the student's pictures and those pairs' real images. Lower is better.
+(distillation.metrics) between the student's pictures and those pairs' real images. Lower is better.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Validator:
 
     def score(self, images: np.ndarray) -> dict[str, float]:
         """{"fd_effnet": FD-EffNetLite0 of uint8 pictures (n, h, w, 3) against the validation pairs' images}."""
-        from bench.metrics import effnet_features, frechet_distance
+        from distillation.metrics import effnet_features, frechet_distance
 
         if self._reference is None:
             self._reference = effnet_features(self.real)

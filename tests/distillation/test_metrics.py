@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.metrics import (
+from bench.metrics import reference_scores
+from distillation.metrics import (
     FD_LABEL,
     default_radius,
     edge_f1,
@@ -17,7 +18,6 @@ from bench.metrics import (
     frechet_distance,
     kernel_distance,
     load_effnet_lite0,
-    reference_scores,
     sketch_fidelity,
     sketch_lines,
     to_effnet_input,
