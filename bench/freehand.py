@@ -145,13 +145,19 @@ def score_edges(images: np.ndarray, sketches: np.ndarray, shift: int) -> dict[st
     }
 
 
-def held_out_reference(data: Path, n_generated: int, seed: int = 0) -> dict[str, object]:
-    """Up to FD_N held-out pictures of a prepared data folder (seeded pick), and as many training pictures as a
-    generated set has (the real-vs-real floor at the same sizes) when train.npz is there."""
+def check_data(data: Path) -> Path:
+    """The held-out split of a prepared data folder; a plain-word error when it is not there."""
     path = data / "heldout.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --data must name a folder made by `python -m distillation.data "
                                 "prepare` (or leave --data out: FD is then reported as n/a)")  # fmt: skip
+    return path
+
+
+def held_out_reference(data: Path, n_generated: int, seed: int = 0) -> dict[str, object]:
+    """Up to FD_N held-out pictures of a prepared data folder (seeded pick), and as many training pictures as a
+    generated set has (the real-vs-real floor at the same sizes) when train.npz is there."""
+    path = check_data(data)
     rng = np.random.default_rng(seed)
     with np.load(path) as heldout:
         images = heldout["image"]
@@ -278,6 +284,8 @@ def run(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
     registry = Registry(args.models_dir) if args.models_dir else Registry()
     specs = {m: registry.get(m) for m in models}
     steps = parse_steps(args.steps, models, {m: s.allowed_steps for m, s in specs.items()})
+    if args.data is not None:
+        check_data(args.data)  # before minutes of generation, not after
     sketches = load_sketches(args.sketches, args.limit)
     canvases = [s.canvas() for s in sketches]
     items = [(k, c) for k in range(len(sketches)) for c in colours]  # every sketch with every colour word
