@@ -61,8 +61,9 @@ def load_sketch(path: Path) -> FreehandSketch:
     """A stroke file {"name", "concept", "strokes": [{"width", "points": [[x, y], ...]}, ...]} -> FreehandSketch."""
     try:
         data = json.loads(Path(path).read_text())
-        strokes = tuple(Stroke(np.asarray(s["points"], np.float64).reshape(-1, 2), float(s["width"]))
-                        for s in data["strokes"])  # fmt: skip
+        strokes = tuple(
+            Stroke(np.asarray(s["points"], np.float64).reshape(-1, 2), float(s["width"])) for s in data["strokes"]
+        )
         sketch = FreehandSketch(str(data["name"]), str(data["concept"]), strokes)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a stroke file ({type(error).__name__}: {error})") from error
@@ -92,8 +93,9 @@ def to_size(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def generate(engine, sketches: np.ndarray, prompts: Sequence[str], seeds: Sequence[int], *, steps: int,
-             label: str) -> np.ndarray:  # fmt: skip
+def generate(
+    engine, sketches: np.ndarray, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, label: str
+) -> np.ndarray:
     """(n, s, s, 3) uint8 pictures of an Engine for (n, s, s) black-on-white sketches at its native size s.
 
     The tiny backend runs in batches (`pipelines.tiny.sample_images`: the engine's prompt encodings, the same noise
@@ -110,8 +112,14 @@ def generate(engine, sketches: np.ndarray, prompts: Sequence[str], seeds: Sequen
     for i in tqdm(range(len(sketches)), desc=label, unit="picture"):
         rgb = np.repeat(sketches[i][..., None], 3, axis=2)
         control = engine.encode_control(sketch_to_scribble(rgb, (size, size)), (size, size))
-        result = engine.generate(engine.encode_prompt(prompts[i]), control, seed=int(seeds[i]), steps=steps,
-                                 strength=1.0, resolution=(size, size))  # fmt: skip
+        result = engine.generate(
+            engine.encode_prompt(prompts[i]),
+            control,
+            seed=int(seeds[i]),
+            steps=steps,
+            strength=1.0,
+            resolution=(size, size),
+        )
         out[i] = np.asarray(result.image.convert("RGB"))
     return out
 
@@ -149,8 +157,10 @@ def check_data(data: Path) -> Path:
     """The held-out split of a prepared data folder; a plain-word error when it is not there."""
     path = data / "heldout.npz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --data must name a folder made by `python -m distillation.data "
-                                "prepare` (or leave --data out: FD is then reported as n/a)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path} not found: --data must name a folder made by `python -m distillation.data "
+            "prepare` (or leave --data out: FD is then reported as n/a)"
+        )
     return path
 
 
@@ -181,8 +191,14 @@ def label_tile(tile: np.ndarray, text: str, colour: tuple[int, int, int] = (0, 0
 TEXT_RGB = {"red": (200, 0, 0), "yellow": (150, 120, 0), "green": (0, 130, 0), "blue": (0, 0, 210)}
 
 
-def contact_sheet(names: Sequence[str], sketches: np.ndarray, groups: dict[str, np.ndarray],
-                  colours: Sequence[str], *, tile: int = 128) -> Image.Image:  # fmt: skip
+def contact_sheet(
+    names: Sequence[str],
+    sketches: np.ndarray,
+    groups: dict[str, np.ndarray],
+    colours: Sequence[str],
+    *,
+    tile: int = 128,
+) -> Image.Image:
     """Rows = sketches; columns = the sketch, then per group (a run label) one picture per colour; labelled.
 
     sketches (k, h, w) black on white; groups[label] (k, len(colours), h', w', 3)."""
@@ -193,8 +209,16 @@ def contact_sheet(names: Sequence[str], sketches: np.ndarray, groups: dict[str, 
         cv2.putText(header, label, (left + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.line(header, (left + 2, 20), (left + tile * len(colours) - 3, 20), (0, 0, 0), 1)
         for c, colour in enumerate(colours):
-            cv2.putText(header, colour, (left + c * tile + 4, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        TEXT_RGB.get(colour, (0, 0, 0)), 1, cv2.LINE_AA)  # fmt: skip
+            cv2.putText(
+                header,
+                colour,
+                (left + c * tile + 4, 34),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                TEXT_RGB.get(colour, (0, 0, 0)),
+                1,
+                cv2.LINE_AA,
+            )
     rows = [header]
     for k, name in enumerate(names):
         sketch_tile = to_size(np.repeat(sketches[k][..., None], 3, axis=2), tile)
@@ -240,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.freehand", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="manifest names, the student first")
-    parser.add_argument("--steps", action="append", default=[], metavar="[MODEL=]N,N",
-                        help="step counts, for every model or one (repeatable); default: "
-                        + "; ".join(f"{m}={','.join(map(str, s))}" for m, s in DEFAULT_STEPS.items()))  # fmt: skip
+    parser.add_argument(
+        "--steps",
+        action="append",
+        default=[],
+        metavar="[MODEL=]N,N",
+        help="step counts, for every model or one (repeatable); default: "
+        + "; ".join(f"{m}={','.join(map(str, s))}" for m, s in DEFAULT_STEPS.items()),
+    )
     parser.add_argument("--models-dir", type=Path, default=None, help="manifest folder (default assets/models)")
     parser.add_argument("--sketches", type=Path, default=SKETCH_DIR, help="folder of stroke files")
     parser.add_argument("--colours", default=",".join(COLOURS))
@@ -353,8 +382,9 @@ def run(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
     if args.sheet:
         shown = [teacher, student] if teacher != student else [student]
         rows = len(sketches) if args.sheet_rows is None else min(args.sheet_rows, len(sketches))
-        groups = {key: outputs[key].reshape(len(sketches), len(colours), *outputs[key].shape[1:])[:rows]
-                  for key in shown}  # fmt: skip
+        groups = {
+            key: outputs[key].reshape(len(sketches), len(colours), *outputs[key].shape[1:])[:rows] for key in shown
+        }
         names = [s.name for s in sketches[:rows]]
         sheet = contact_sheet(names, np.stack(canvases[:rows]), groups, colours, tile=args.sheet_tile)
     return report, sheet
@@ -366,8 +396,11 @@ def fd_scores(data: Path | None, outputs: dict[str, np.ndarray]) -> dict[str, ob
     from bench.metrics import FD_LABEL, INSTALL_HINT, fd_effnet_lite0
 
     def unavailable(reason: str) -> dict[str, object]:
-        return {"label": FD_LABEL, "reference": {"fd": "n/a", "reason": reason},
-                "per_run": dict.fromkeys(outputs, "n/a")}  # fmt: skip
+        return {
+            "label": FD_LABEL,
+            "reference": {"fd": "n/a", "reason": reason},
+            "per_run": dict.fromkeys(outputs, "n/a"),
+        }
 
     if data is None:
         return unavailable("no --data folder given (a prepared folder from `python -m distillation.data prepare`)")

@@ -112,8 +112,11 @@ QUALITY_COLUMNS = [
 
 def freehand_rows(reports: list[dict]) -> list[dict]:
     """One row per model@steps of each bench.freehand report, with the colour hit rate a guess would get."""
-    return [{**run, "_file": r["_file"], "run": key, "chance": r["chance_colour_hit_rate"]}
-            for r in reports for key, run in r["runs"].items()]  # fmt: skip
+    return [
+        {**run, "_file": r["_file"], "run": key, "chance": r["chance_colour_hit_rate"]}
+        for r in reports
+        for key, run in r["runs"].items()
+    ]
 
 
 FREEHAND_COLUMNS = [

@@ -25,8 +25,25 @@ from pipelines.registry import Registry
 from pipelines.strokes import BRUSH_WIDTHS, model_sketch
 
 ROOT = Path(__file__).resolve().parents[2]
-EVERYDAY = {"house", "face", "cat", "dog", "tree", "car", "sun over hills", "flower", "fish", "bird", "apple", "cup",
-            "boat", "star", "heart", "umbrella", "balloon"}  # fmt: skip
+EVERYDAY = {
+    "house",
+    "face",
+    "cat",
+    "dog",
+    "tree",
+    "car",
+    "sun over hills",
+    "flower",
+    "fish",
+    "bird",
+    "apple",
+    "cup",
+    "boat",
+    "star",
+    "heart",
+    "umbrella",
+    "balloon",
+}
 
 
 def test_there_are_forty_or_more_free_hand_drawings_of_everyday_things():
@@ -91,8 +108,9 @@ def test_batched_pictures_are_what_the_live_engine_draws():
         for i in range(2):
             rgb = np.repeat(native[i][..., None], 3, axis=2)
             control = engine.encode_control(255 - rgb, (size, size))
-            single = engine.generate(engine.encode_prompt(prompts[i]), control, seed=i, steps=steps, strength=1.0,
-                                     resolution=(size, size))  # fmt: skip
+            single = engine.generate(
+                engine.encode_prompt(prompts[i]), control, seed=i, steps=steps, strength=1.0, resolution=(size, size)
+            )
             diff = np.abs(np.asarray(single.image, np.int16) - batched[i].astype(np.int16))
             assert diff.max() <= 2, (name, i, diff.max())
 
@@ -113,8 +131,21 @@ def test_smoke_two_sketches_on_the_bundled_models_report_every_figure_and_write_
     np.savez(data / "heldout.npz", image=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
     np.savez(data / "train.npz", image=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
     sheet = tmp_path / "sheet.png"
-    done = run_bench("--limit", "2", "--steps", "sketch-tiny=1,2", "--steps", "sketch-tiny-teacher=4",
-                     "--data", str(data), "--sheet", str(sheet), "--sheet-tile", "64", "--json")  # fmt: skip
+    done = run_bench(
+        "--limit",
+        "2",
+        "--steps",
+        "sketch-tiny=1,2",
+        "--steps",
+        "sketch-tiny-teacher=4",
+        "--data",
+        str(data),
+        "--sheet",
+        str(sheet),
+        "--sheet-tile",
+        "64",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bench"] == "freehand" and report["sketches"] == 2 and report["n_per_run"] == 2 * len(COLOURS)
@@ -127,8 +158,9 @@ def test_smoke_two_sketches_on_the_bundled_models_report_every_figure_and_write_
         assert sum(run["dominant_share"].values()) + run["no_colour_share"] == pytest.approx(1.0)
     assert report["fd_reference"]["n_heldout"] == 12 and report["fd_reference"]["fd_train_vs_heldout"] >= 0
     assert set(report["checks"]) == {
-        "colour_hit_rate_sketch-tiny@1_ge_0.8", "edge_agreement_sketch-tiny@1_ge_0.9x_sketch-tiny-teacher@4"
-    }  # fmt: skip
+        "colour_hit_rate_sketch-tiny@1_ge_0.8",
+        "edge_agreement_sketch-tiny@1_ge_0.9x_sketch-tiny-teacher@4",
+    }
     assert Image.open(sheet).size == (64 * (1 + 2 * len(COLOURS)), 40 + 2 * 64)
 
 

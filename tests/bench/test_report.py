@@ -30,8 +30,8 @@ def test_replace_block_keeps_the_markers_and_the_text_around_them():
 
 
 def test_freehand_rows_list_every_model_at_every_step_count_with_chance():
-    run = {"resolution": 128, "n": 8, "colour_hit_rate": 0.25, "no_colour_share": 0.0, "edge_agreement": 0.99,
-           "edge_agreement_other_sketch": 0.5, "fd_effnet_lite0": "n/a"}  # fmt: skip
+    run = {"resolution": 128, "n": 8, "colour_hit_rate": 0.25, "no_colour_share": 0.0}
+    run |= {"edge_agreement": 0.99, "edge_agreement_other_sketch": 0.5, "fd_effnet_lite0": "n/a"}
     report = {"_file": "freehand_x.json", "chance_colour_hit_rate": 0.25, "runs": {"s@1": run, "t@32": run}}
     rows = freehand_rows([report])
     assert [r["run"] for r in rows] == ["s@1", "t@32"]
