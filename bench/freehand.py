@@ -230,6 +230,15 @@ def contact_sheet(
     return Image.fromarray(np.concatenate(rows, axis=0))
 
 
+def sheet_rows(names: Sequence[str], wanted: str) -> list[int]:
+    """Indices of the sketches named in a comma-separated list, in its order (all of them for an empty list)."""
+    picked = [w.strip() for w in wanted.split(",") if w.strip()]
+    missing = [w for w in picked if w not in names]
+    if missing:
+        raise ValueError(f"--sheet-sketches: no sketch named {', '.join(missing)} among those run")
+    return [names.index(w) for w in picked] if picked else list(range(len(names)))
+
+
 def parse_steps(values: Sequence[str], models: Sequence[str], allowed: dict[str, tuple[int, ...]]) -> dict:
     """--steps entries ("1,2,4" for every model, or "model=1,2,4") -> steps per model; defaults from DEFAULT_STEPS,
     else the manifest's allowed steps."""
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--colours", default=",".join(COLOURS))
     parser.add_argument("--data", type=Path, default=None, help="prepared data folder with heldout.npz (for FD)")
     parser.add_argument("--sheet", type=Path, default=None, help="write the contact sheet (PNG) here")
-    parser.add_argument("--sheet-rows", type=int, default=None, help="sketches on the sheet (default all)")
+    parser.add_argument("--sheet-sketches", default="", help="comma-separated sketch names on the sheet (default all)")
     parser.add_argument("--sheet-tile", type=int, default=128, help="pixels per picture on the sheet")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sketches (a smoke run)")
     parser.add_argument("--device", default="cpu")
@@ -317,6 +326,7 @@ def run(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
         check_data(args.data)  # before minutes of generation, not after
     sketches = load_sketches(args.sketches, args.limit)
     canvases = [s.canvas() for s in sketches]
+    sheet_rows([s.name for s in sketches], args.sheet_sketches)  # a misspelt name fails now, not after generation
     items = [(k, c) for k in range(len(sketches)) for c in colours]  # every sketch with every colour word
     prompts = [PROMPT.format(colour=c, concept=sketches[k].concept) for k, c in items]
     prompted = [c for _, c in items]
@@ -381,12 +391,12 @@ def run(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
     sheet = None
     if args.sheet:
         shown = [teacher, student] if teacher != student else [student]
-        rows = len(sketches) if args.sheet_rows is None else min(args.sheet_rows, len(sketches))
+        rows = sheet_rows([s.name for s in sketches], args.sheet_sketches)
         groups = {
-            key: outputs[key].reshape(len(sketches), len(colours), *outputs[key].shape[1:])[:rows] for key in shown
+            key: outputs[key].reshape(len(sketches), len(colours), *outputs[key].shape[1:])[rows] for key in shown
         }
-        names = [s.name for s in sketches[:rows]]
-        sheet = contact_sheet(names, np.stack(canvases[:rows]), groups, colours, tile=args.sheet_tile)
+        names = [sketches[k].name for k in rows]
+        sheet = contact_sheet(names, np.stack([canvases[k] for k in rows]), groups, colours, tile=args.sheet_tile)
     return report, sheet
 
 

@@ -20,6 +20,7 @@ from bench.freehand import (
     load_sketches,
     main,
     parse_steps,
+    sheet_rows,
 )
 from pipelines.registry import Registry
 from pipelines.strokes import BRUSH_WIDTHS, model_sketch
@@ -73,6 +74,13 @@ def test_a_stroke_file_with_a_fault_says_which_file_and_what_is_wrong(tmp_path):
         load_sketch(bad)
     with pytest.raises(ValueError, match="no stroke files"):
         load_sketches(tmp_path / "empty")
+
+
+def test_sheet_rows_follow_the_named_order_and_refuse_unknown_names():
+    assert sheet_rows(["a", "b", "c"], "") == [0, 1, 2]
+    assert sheet_rows(["a", "b", "c"], "c, a") == [2, 0]
+    with pytest.raises(ValueError, match="no sketch named d"):
+        sheet_rows(["a", "b", "c"], "a,d")
 
 
 def test_steps_are_per_model_or_for_all():
@@ -131,21 +139,8 @@ def test_smoke_two_sketches_on_the_bundled_models_report_every_figure_and_write_
     np.savez(data / "heldout.npz", image=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
     np.savez(data / "train.npz", image=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
     sheet = tmp_path / "sheet.png"
-    done = run_bench(
-        "--limit",
-        "2",
-        "--steps",
-        "sketch-tiny=1,2",
-        "--steps",
-        "sketch-tiny-teacher=4",
-        "--data",
-        str(data),
-        "--sheet",
-        str(sheet),
-        "--sheet-tile",
-        "64",
-        "--json",
-    )
+    options = "--limit 2 --steps sketch-tiny=1,2 --steps sketch-tiny-teacher=4 --sheet-tile 64 --sheet-sketches apple"
+    done = run_bench(*options.split(), "--data", str(data), "--sheet", str(sheet), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bench"] == "freehand" and report["sketches"] == 2 and report["n_per_run"] == 2 * len(COLOURS)
@@ -161,7 +156,7 @@ def test_smoke_two_sketches_on_the_bundled_models_report_every_figure_and_write_
         "colour_hit_rate_sketch-tiny@1_ge_0.8",
         "edge_agreement_sketch-tiny@1_ge_0.9x_sketch-tiny-teacher@4",
     }
-    assert Image.open(sheet).size == (64 * (1 + 2 * len(COLOURS)), 40 + 2 * 64)
+    assert Image.open(sheet).size == (64 * (1 + 2 * len(COLOURS)), 40 + 1 * 64)  # one row: the apple
 
 
 def test_without_data_fd_is_n_a_with_the_reason_and_faults_are_plain_words(tmp_path, capsys):
