@@ -170,3 +170,11 @@ def test_without_data_fd_is_n_a_with_the_reason_and_faults_are_plain_words(tmp_p
     assert "heldout.npz not found" in capsys.readouterr().err
     assert main(["--limit", "1", "--models", "sketch-tiny", "--colours", "red"]) == 2
     assert "two or more" in capsys.readouterr().err
+
+
+def test_an_engine_without_a_batched_path_draws_one_picture_per_generate_call(capsys):
+    """The SD backend at toy size (seeded random weights, offline): the bench runs it through Engine.generate."""
+    assert main(["--limit", "1", "--models", "tiny-random-sd", "--steps", "1", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]["tiny-random-sd@1"]
+    assert (run["backend"], run["resolution"], run["n"]) == ("sd", 256, len(COLOURS))
+    assert 0 <= run["edge_agreement"] <= 1 and 0 <= run["colour_hit_rate"] <= 1
