@@ -94,7 +94,7 @@ def to_size(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def generate(
-    engine, sketches: np.ndarray, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, label: str
+    engine, sketches: np.ndarray, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, label: str | None = None
 ) -> np.ndarray:
     """(n, s, s, 3) uint8 pictures of an Engine for (n, s, s) black-on-white sketches at its native size s.
 
