@@ -126,6 +126,29 @@ QUALITY_COLUMNS = [
 ]
 
 
+def freehand_rows(reports: list[dict]) -> list[dict]:
+    """One row per model@steps of each bench.freehand report, with the colour hit rate a guess would get."""
+    return [
+        {**run, "_file": r["_file"], "run": key, "chance": r["chance_colour_hit_rate"]}
+        for r in reports
+        for key, run in r["runs"].items()
+    ]
+
+
+FREEHAND_COLUMNS = [
+    ("file", "_file"),
+    ("model@steps", "run"),
+    ("native res", "resolution"),
+    ("pictures", "n"),
+    ("colour hit rate", "colour_hit_rate"),
+    ("chance", "chance"),
+    ("no prompt colour", "no_colour_share"),
+    ("edge agreement", "edge_agreement"),
+    ("vs another sketch", "edge_agreement_other_sketch"),
+    ("FD-EffNetLite0 vs held-out", "fd_effnet_lite0"),
+]
+
+
 def load(prefix: str) -> list[dict]:
     rows = []
     for path in sorted(RESULTS.glob(f"{prefix}*.json")):
@@ -182,7 +205,10 @@ def render(readme: str) -> str:
         readme = replace_block(readme, f"bench:{name}", body)
     rows = quality_rows(load("quality"))
     body = table(rows, QUALITY_COLUMNS) if rows else "_no results yet: run the command above_"
-    return replace_block(readme, "bench:quality", body)
+    readme = replace_block(readme, "bench:quality", body)
+    rows = freehand_rows(load("freehand"))
+    body = table(rows, FREEHAND_COLUMNS) if rows else "_no results yet: run the command above_"
+    return replace_block(readme, "bench:freehand", body)
 
 
 def main(argv: list[str] | None = None) -> int:

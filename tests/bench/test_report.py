@@ -1,6 +1,6 @@
 """bench.report: README blocks rebuilt from bench JSON (quality rows per sampler@steps, markers kept)."""
 
-from bench.report import QUALITY_COLUMNS, quality_rows, replace_block, table
+from bench.report import FREEHAND_COLUMNS, QUALITY_COLUMNS, freehand_rows, quality_rows, replace_block, table
 
 
 def test_quality_rows_list_every_sampler_and_the_real_image_reference():
@@ -26,4 +26,15 @@ def test_replace_block_keeps_the_markers_and_the_text_around_them():
     readme = "a\n<!-- bench:quality:begin -->\nold\n<!-- bench:quality:end -->\nb\n"
     assert replace_block(readme, "bench:quality", "new") == (
         "a\n<!-- bench:quality:begin -->\nnew\n<!-- bench:quality:end -->\nb\n"
+    )
+
+
+def test_freehand_rows_list_every_model_at_every_step_count_with_chance():
+    run = {"resolution": 128, "n": 8, "colour_hit_rate": 0.25, "no_colour_share": 0.0}
+    run |= {"edge_agreement": 0.99, "edge_agreement_other_sketch": 0.5, "fd_effnet_lite0": "n/a"}
+    report = {"_file": "freehand_x.json", "chance_colour_hit_rate": 0.25, "runs": {"s@1": run, "t@32": run}}
+    rows = freehand_rows([report])
+    assert [r["run"] for r in rows] == ["s@1", "t@32"]
+    assert "| freehand_x.json | s@1 | 128 | 8 | 0.250 | 0.250 | 0.000 | 0.990 | 0.500 | n/a |" in table(
+        rows, FREEHAND_COLUMNS
     )
