@@ -403,7 +403,7 @@ def run(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
 def fd_scores(data: Path | None, outputs: dict[str, np.ndarray]) -> dict[str, object]:
     """FD-EffNetLite0 of each run's pictures against real held-out pictures, with the real-vs-real floor; "n/a" with
     the reason when there is no data folder or no EfficientNet-Lite0."""
-    from bench.metrics import FD_LABEL, INSTALL_HINT, fd_effnet_lite0
+    from distillation.metrics import FD_LABEL, INSTALL_HINT, fd_effnet_lite0
 
     def unavailable(reason: str) -> dict[str, object]:
         return {

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     result["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]  # what else used the CPU meanwhile
     result["cpu"] = f"{os.cpu_count()} cores"
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        args.out.write_text(json.dumps(result) + "\n")
     if args.json:
         print(json.dumps(result))
     else:
