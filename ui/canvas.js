@@ -11,7 +11,10 @@ const STORE_PREFIX = "sketchsprint.canvas.";  // + this tab's id: each tab keeps
 const STORE_INDEX = "sketchsprint.canvases";  // tab id -> last save time, to drop the drawings of long-closed tabs
 const STORE_TABS = 8;
 const UNDO_LIMIT = 50;
-const REPLY_TIMEOUT_MS = 30000;  // a frame request with no reply by then is given up (and the HUD says so)
+const REPLY_TIMEOUT_MS = 130000;  // a request with no reply by then is given up, and the HUD says so (the server
+// answers every request within 120 s, so only a lost reply gets here)
+const WAIT_NOTICE_MS = 5000;  // a reply slower than this (a model loading, a busy machine) frees the pen's next
+// frame and the HUD says what it waits for
 const HISTORY_SETTLE_MS = 1500;  // a settings change goes to the history once the settings rest this long
 
 const canvas = element.querySelector("#ss-canvas");
@@ -318,6 +321,12 @@ async function send(final, history = final, force = false) {
   state.sentParamsVersion = state.paramsVersion;
   state.lastSend = performance.now();
   state.inFlight += 1;
+  let released = false;  // a slow reply stops holding back the frames of the pen that keeps moving
+  const slow = setTimeout(() => {
+    released = true;
+    state.inFlight -= 1;
+    if (seq > state.shownSeq) notice.textContent = `waiting for frame #${seq} (a model may be loading)…`;
+  }, Math.min(WAIT_NOTICE_MS, replyTimeout.ms));
   const t0 = performance.now();
   let res, t1 = t0;
   try {
@@ -330,7 +339,8 @@ async function send(final, history = final, force = false) {
   } catch (e) {
     res = { seq, status: "error", message: String(e) };
   } finally {
-    state.inFlight -= 1;
+    clearTimeout(slow);
+    if (!released) state.inFlight -= 1;
   }
   if (state.drawing && state.editVersion !== state.sentVersion && foreground()) send(false);  // catch up at once
   const t2 = performance.now();

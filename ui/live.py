@@ -36,7 +36,7 @@ LIMITS = {  # what a request may ask for; anything else is refused with the valu
     "seed": (0, MAX_SEED),
     "steps": (1, 50),
     "strength": (0.0, 2.0),
-    "resolution": (64, 2048),
+    "resolution": (16, 2048),  # 16: the smallest native size a model of this app has (the tests' tiny networks)
 }
 
 
