@@ -369,7 +369,7 @@ def teacher_overrides(spec: ModelSpec) -> list[str]:
         if _read_json(Path(path) / "config.json").get("kind") == "trigflow":
             raise JobError(f"{spec.name} is a distilled student (TrigFlow), not a flow-matching teacher")
         return ["--teacher.kind=sketch_tiny", '--teacher.random=""', f"--teacher.path={toml_string(path)}",
-                "--teacher.controlnet=false"]  # fmt: skip
+                "--teacher.controlnet=false", f"--teacher.licence={toml_string(spec.licence)}"]  # fmt: skip
     if spec.backend == "sd":
         if spec.random_init:
             return ["--teacher.kind=unet", f"--teacher.random={toml_string(spec.random_init)}"]
@@ -377,6 +377,7 @@ def teacher_overrides(spec: ModelSpec) -> list[str]:
         return [
             "--teacher.kind=unet",
             '--teacher.random=""',
+            f"--teacher.licence={toml_string(spec.licence)}",
             f"--teacher.path={toml_string(spec.component_path('base'))}",
             f"--teacher.controlnet={'true' if controlnet else 'false'}",
             f"--teacher.controlnet_path={toml_string(spec.component_path('controlnet') if controlnet else '')}",
@@ -426,7 +427,8 @@ def job_overrides(
         if teacher_kind == "sketch_tiny" and controlnet_path.strip():
             raise JobError("a sketch_tiny teacher takes the sketch itself: it has no ControlNet")
         value = _model_source(teacher, teacher_path, "teacher")
-        out += [f"--teacher.kind={teacher_kind}", '--teacher.random=""', f"--teacher.path={toml_string(value)}"]
+        out += [f"--teacher.kind={teacher_kind}", '--teacher.random=""', f"--teacher.path={toml_string(value)}",
+                '--teacher.licence=""']  # fmt: skip
         if controlnet_path.strip():
             source = "folder" if is_local(controlnet_path.strip()) else "hub"
             out += [

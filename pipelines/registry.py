@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "assets" / "models"
 BACKENDS = ("sd", "sdxl", "tiny", "sana")
 RANDOM_INITS = ("tiny", "full")
+# components a backend cannot draw without (its engine's load refuses a manifest lacking one)
+REQUIRED = {"sd": ("base", "controlnet"), "sdxl": ("base", "controlnet"), "sana": ("base",), "tiny": ("weights",)}
 T = TypeVar("T")
 
 
@@ -169,6 +171,11 @@ class Registry:
         """ready (everything on disk), downloadable (hub ids not cached, network allowed) or missing (why)."""
         if spec.random_init:
             return ModelStatus(spec, "ready", f"random weights ({spec.random_init}): tests the pipeline, draws noise")
+        absent = [role for role in REQUIRED.get(spec.backend, ()) if role not in spec.components]
+        if absent:
+            names = ", ".join(repr(role) for role in absent)
+            return ModelStatus(spec, "missing", f"cannot draw: the manifest names no {names} component (a student "
+                               "exported without its base model, e.g. by a pipeline-check preset)")  # fmt: skip
         missing_local, to_download = [], []
         for role, value in spec.components.items():
             if is_local(value):
