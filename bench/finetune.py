@@ -180,3 +180,148 @@ def style_folder(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
             path.with_suffix(".txt").write_text(f"{caption}, printed in four inks on cream paper\n")
         paths.append(path)
     return paths
+
+
+# ---- the measurement ------------------------------------------------------------------------------------------------
+
+
+def held_out(folder: Path, cache: Path, n: int, *, seed: int) -> dict[str, np.ndarray]:
+    """n held-out scenes (seeds apart from the style folder's), prepared like a person's folder: sketches by the
+    preparation's extractor, captions from the file names. Returns sketches (n, h, w), text (n, 384), images."""
+    import torch
+
+    from distillation.data import SketchPairs, prepare_folder
+    from distillation.jobs import FINETUNE_PRESET, load_preset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        picture, caption = scene(seed + k)
+        Image.fromarray(picture).save(folder / f"{'_'.join(caption.split())}_{k:03d}.png")
+    sketch = load_preset(FINETUNE_PRESET, [f"--data.path={json.dumps(str(folder))}"]).data.sketch
+    root, _ = prepare_folder(folder, resolution=SIZE, sketch=sketch, cache=cache, progress=False, name_captions=True)
+    pairs = SketchPairs(root)
+    items = [pairs[i] for i in range(len(pairs))]
+    return {
+        "sketch": np.stack([(255 * (1 - it["sketch"][0].numpy())).round().astype(np.uint8) for it in items]),
+        "text": torch.stack([it["text_embedding"] for it in items]),
+        "image": np.stack(
+            [((it["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8) for it in items]
+        ),
+    }
+
+
+def contact_sheet(sketches: np.ndarray, rows: dict[str, np.ndarray], style: np.ndarray, n: int = 8) -> Image.Image:
+    """Columns of held-out examples: sketch, then one row per model; a last row of style-folder pictures."""
+    from bench.quality import grid
+
+    named = {**rows, "style folder (examples)": style[:n]}
+    return grid(sketches[:n], {k: v[:n] for k, v in named.items()}, rows=n)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from bench.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
+    from distillation.jobs import FINETUNE_PRESET, JobStore, estimate_words, finetune_overrides
+    from pipelines.hed import HED
+    from pipelines.registry import Registry
+    from pipelines.tiny import load_tiny, sample_images
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="the fine-tune's time budget (the tab's)")
+    parser.add_argument("--n-style", type=int, default=40, help="pictures in the style folder")
+    parser.add_argument("--n-heldout", type=int, default=64, help="held-out sketches scored")
+    parser.add_argument("--model", default="sketch-tiny", help="the base student (the preset's student.init)")
+    parser.add_argument("--edge-method", default="hed" if HED.available() else "canny", choices=["hed", "canny"])
+    parser.add_argument("--sheet", type=Path, default=None, help="save held-out sketch | base | fine-tuned | style")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the folder, run and model here")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="sketchsprint-finetune-") as scratch:
+        work = (args.workdir or Path(scratch)).resolve()
+        style_dir, models = work / "style", work / "models"
+        style_folder(style_dir, args.n_style, seed=0)
+        style = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(style_dir.glob("*.png"))])
+        data = held_out(work / "heldout", work / "cache", args.n_heldout, seed=100_000)
+        load_before = load_average()
+
+        # the tab's default path: a quick estimate turns the budget into steps, then one training process
+        store = JobStore(work / "jobs", Registry(models), start=False, gpus=0, python=sys.executable)
+        env_threads = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+        os.environ["OMP_NUM_THREADS"] = env_threads["OMP_NUM_THREADS"]
+        started = time.perf_counter()
+        estimate = store.quick_estimate(FINETUNE_PRESET, [f"--data.path={json.dumps(str(style_dir))}"])
+        estimate_s = time.perf_counter() - started
+        overrides = finetune_overrides(str(style_dir), minutes=args.minutes, estimate=estimate)
+        steps = int(overrides[-1].split("=")[1])
+        argv_train = [
+            *[sys.executable, "-m", "distillation.train", str(FINETUNE_PRESET), *overrides],
+            *[f"--data.cache={json.dumps(str(work / 'cache'))}", f"--export.models_dir={json.dumps(str(models))}"],
+            *["--export.name=my-style", "--out", str(work / "run"), "--progress", "json"],
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(argv_train, cwd=ROOT, env=env_threads, capture_output=True, text=True)
+        train_s = time.perf_counter() - started
+        if done.returncode != 0:
+            print(done.stdout[-2000:] + done.stderr[-2000:], file=sys.stderr)
+            raise SystemExit(f"the fine-tune job failed (exit code {done.returncode})")
+        status = json.loads((work / "run" / "status.json").read_text())
+        load_after = load_average()
+
+        base = load_tiny(Registry().get(args.model).component_path("weights"))
+        tuned = load_tiny(models / "my-style")
+        seeds = range(len(data["sketch"]))
+        outputs = {
+            name: sample_images(model, data["sketch"], data["text"], steps=1, seeds=seeds)
+            for name, model in (("base", base), ("fine-tuned", tuned))
+        }
+        fd = {k: fd_effnet_lite0(v, style)["fd_effnet_lite0"] for k, v in outputs.items()}
+        fd["held-out scenes, unstyled (reference)"] = fd_effnet_lite0(data["image"], style)["fd_effnet_lite0"]
+        f1 = {k: sketch_fidelity(v, data["sketch"], method=args.edge_method)["edge_f1"] for k, v in outputs.items()}
+        minutes = (estimate_s + train_s) / 60
+        report = {
+            "bench": "finetune",
+            "model": args.model,
+            "recipe": f"{FINETUNE_PRESET.name} (paired LADD from {args.model})",
+            "device": "cpu",
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "resolution": SIZE,
+            "steps": 1,
+            "budget_minutes": args.minutes,
+            "n_style": len(style),
+            "n_heldout": len(data["sketch"]),
+            "estimate_s": round(estimate_s, 1),
+            "estimate": estimate_words(estimate, steps, args.minutes),
+            "planned_steps": steps,
+            "trained_steps": status.get("step"),
+            "stopped_by": status.get("reason", "max_steps"),
+            "minutes": round(minutes, 2),
+            "fd_label": FD_LABEL + " against the style folder's pictures",
+            "edge_method": args.edge_method,
+            "fd_effnet_to_style": fd,
+            "edge_f1": f1,
+            "fd_drop": round(1 - fd["fine-tuned"] / fd["base"], 3),
+            "checks": {
+                "fd_drops_30pct": fd["fine-tuned"] <= 0.7 * fd["base"],
+                "edge_f1_ge_0.9x_base": f1["fine-tuned"] >= 0.9 * f1["base"],
+                "within_budget": minutes <= args.minutes,
+            },
+        }
+        if args.sheet:
+            args.sheet.parent.mkdir(parents=True, exist_ok=True)
+            contact_sheet(data["sketch"], outputs, style).save(args.sheet)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

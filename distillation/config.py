@@ -111,6 +111,7 @@ class DataConfig:
     split: str = "train"  # sketch_pairs: the split read for training; "teacher_pool" = teacher samples (pool.py)
     sketch: str = "canny"  # image_folder: line extractor "canny" | "lineart" | "hed" (HED needs its weights)
     cache: str = ""  # image_folder: where prepared copies are kept; "" = data/cache/folders
+    name_captions: bool = False  # image_folder: a picture without a .txt caption is captioned from its file name
     size: int = 64  # synthetic: items in the pool
     seed: int = 0  # synthetic pool and sampler permutations
     text_tokens: int = 8  # synthetic: caption length

@@ -664,6 +664,20 @@ def read_caption(image: Path) -> tuple[str, str]:
     return text, problem or ("" if text else "empty")
 
 
+def caption_from_name(image: Path) -> str:
+    """A caption made from an image's file name: "red_house-02.png" -> "red house" (separators to spaces, camel
+    case split, trailing numbers and camera-style names such as IMG_1234 dropped); "" when nothing is left."""
+    stem = re.sub(r"([a-z])([A-Z])", r"\1 \2", image.stem)
+    words = [word for word in re.split(r"[\s_\-.+,()\[\]]+", stem) if word]
+    while words and (words[-1].isdigit() or re.fullmatch(r"(?i)(img|dsc|dscn|pxl|photo|image|scan)?\d*", words[-1])):
+        words.pop()
+    if words and re.fullmatch(r"(?i)img|dsc|dscn|pxl|scan", words[0]):
+        words = words[1:]
+        while words and words[0].isdigit():
+            words.pop(0)
+    return " ".join(words).lower()
+
+
 def load_square(path: Path, size: int) -> np.ndarray:
     """An image file -> (size, size, 3) uint8 RGB: EXIF orientation applied, transparency flattened on white, the
     centred square cropped and resized. Raises on an unreadable, truncated or oversized file."""
@@ -733,6 +747,8 @@ def folder_summary(manifest: dict) -> str:
     for reason, what in (("no_lines", "no lines found"), ("all_ink", "lines everywhere")):
         if files[reason]:
             parts.append(f"{len(files[reason])} dropped ({what}): {_names(files[reason])}")
+    if files.get("caption_from_name"):
+        parts.append(f"{len(files['caption_from_name'])} captioned from their file names")
     uncaptioned = counts["caption_missing"] + counts["caption_empty"] + counts["caption_unreadable"]
     if uncaptioned:
         parts.append(f"{uncaptioned} without a caption (trained with the empty prompt)")
@@ -778,6 +794,7 @@ def prepare_folder(
     stroke: float | None = None,
     timeout: float = 30.0,
     progress: bool = True,
+    name_captions: bool = False,
 ) -> tuple[Path, dict]:
     """A folder of images with optional same-stem .txt captions -> prepared pairs that SketchPairs reads (train.npz,
     captions.npz, pairs.jsonl, manifest.json), made once and kept in `cache` (default data/cache/folders) under a key
@@ -787,6 +804,7 @@ def prepare_folder(
     `hed_scale` x resolution, strokes resolution/64 px wide, 0 = ink on 255 = paper). A missing, empty or unreadable
     caption is the empty prompt, whose embedding is all zeros like the trainer's and the engine's unconditional text.
     Unreadable images are skipped and listed; DataError when the folder is missing, holds no images or none is usable.
+    name_captions: an image with a missing or empty caption is captioned from its file name (caption_from_name).
     """
     root = Path(path).expanduser().resolve()
     check_folder_sketch(sketch)
@@ -797,6 +815,8 @@ def prepare_folder(
     work_size = max(resolution, round(resolution * hed_scale))
     settings = {"resolution": resolution, "sketch": sketch, "stroke_px": stroke, "work_px": work_size,
                 "min_ink": MIN_INK, "max_ink": MAX_INK}  # fmt: skip
+    if name_captions:  # only then, so the cache keys of folders prepared without it stay valid
+        settings["name_captions"] = True
     cache = Path(cache).expanduser().resolve() if cache else FOLDER_CACHE
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "folder"
     target = cache / f"{slug[:40]}-{folder_key(root, images, settings)[:16]}"
@@ -806,6 +826,7 @@ def prepare_folder(
     started = time.perf_counter()
     files: dict[str, list] = {key: [] for key in ("skipped_corrupt", "no_lines", "all_ink")}
     files |= {f"caption_{problem}": [] for problem in CAPTION_PROBLEMS}
+    files["caption_from_name"] = []
     rows = []
     bar = tqdm(images, desc=f"preparing {root.name} @{resolution}px ({sketch})", unit="image", disable=not progress,
                file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 5.0)  # fmt: skip
@@ -822,6 +843,8 @@ def prepare_folder(
             files["no_lines" if ink < MIN_INK else "all_ink"].append(name)
             continue
         caption, problem = read_caption(image_path)
+        if name_captions and problem in ("missing", "empty") and caption_from_name(image_path):
+            caption, problem = caption_from_name(image_path), "from_name"
         if problem:
             files[f"caption_{problem}"].append(name)
         rows.append((name, caption, image, drawn))

@@ -548,7 +548,8 @@ class Trainer:
                 with self.accelerator.main_process_first():
                     root, manifest = prepare_folder(dc.path, resolution=self.teacher.sample_shape[-1],
                                                     sketch=dc.sketch, cache=dc.cache or None,
-                                                    progress=self.is_main)  # fmt: skip
+                                                    progress=self.is_main,
+                                                    name_captions=dc.name_captions)  # fmt: skip
                 path = root
                 if self.is_main:
                     print(f"data: {folder_summary(manifest)}; {'reused' if manifest['reused'] else 'prepared'} "

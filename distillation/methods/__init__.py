@@ -21,4 +21,16 @@ METHODS: dict[str, type[Method]] = {
     "flow_matching": FlowMatching,  # teacher pre-training on the same trainer
 }
 
-__all__ = ["DMD2", "FlowMatching", "LADD", "LCM", "METHODS", "SCM", "PairedLADD", "SCMLADD", "Method", "RoleSpec", "TwinFlow"]
+__all__ = [
+    "DMD2",
+    "FlowMatching",
+    "LADD",
+    "LCM",
+    "METHODS",
+    "SCM",
+    "SCMLADD",
+    "Method",
+    "PairedLADD",
+    "RoleSpec",
+    "TwinFlow",
+]
