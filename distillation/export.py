@@ -178,7 +178,7 @@ def export_student(
         status = registry.errors().get(path.name, "not listed")
     else:
         verdict = registry.status(spec)
-        status = "listed" if verdict.state != "missing" else f"listed but not usable: {verdict.reason}"
+        status = "listed" if verdict.state != "missing" else f"not usable: {verdict.reason}"
     return ExportResult(manifest=path, weights=weights, registry=status)
 
 

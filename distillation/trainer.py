@@ -806,6 +806,7 @@ class Trainer:
         student = merged_student(self.roles["student"].module, chosen)
         origin, licence = provenance(self.cfg)
         verb = "distilled" if self.method.sampler == "trigflow" else "trained"
+        verb = "fine-tuned" if self.cfg.student.init else verb
         result = export_student(
             teacher=self.teacher,
             student=student,

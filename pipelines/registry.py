@@ -14,7 +14,7 @@ MODELS_DIR = ROOT / "assets" / "models"
 BACKENDS = ("sd", "sdxl", "tiny", "sana")
 RANDOM_INITS = ("tiny", "full")
 # components a backend cannot draw without (its engine's load refuses a manifest lacking one)
-REQUIRED = {"sd": ("base", "controlnet"), "sdxl": ("base", "controlnet"), "sana": ("base",), "tiny": ("weights",)}
+REQUIRED = {"sd": ("base",), "sdxl": ("base",), "sana": ("base",), "tiny": ("weights",)}
 T = TypeVar("T")
 
 

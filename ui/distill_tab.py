@@ -289,7 +289,7 @@ def progress_text(job: Job, progress: Progress) -> str:
     if job.state in RESUMABLE:
         lines.append("Resume continues in the same folder" + (" from the checkpoint." if job.resume else "."))
     if job.state == DONE:
-        where = "listed in the Live tab's model picker" if job.export == "listed" else f"registry: {job.export}"
+        where = "listed in the Live tab's model picker" if job.export == "listed" else job.export or "not exported"
         lines.append(f"Student `{job.name}`: {where}.")
     return "\n\n".join(lines)
 

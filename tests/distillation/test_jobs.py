@@ -177,9 +177,11 @@ def test_jobs_cancel_then_resume_continues_from_the_checkpoint_and_the_sana_stud
     starts = [json.loads(line) for line in log.splitlines() if line.startswith('{"event": "start"')]
     assert [s["step"] for s in starts] == [0, stopped_at] and log.count("--resume latest") == 1
 
-    # The tiny Sana student is exported and listed; the Sana backend serves a student's 'transformer' only beside a
-    # 'base' (tokenizer, Gemma, DC-AE), which the tiny preset's export does not name: a clear error, not a KeyError.
-    assert job.export == "listed" and models.get(job.name).backend == "sana"
+    # The tiny Sana student is exported, but the Sana backend serves a student's 'transformer' only beside a 'base'
+    # (tokenizer, Gemma, DC-AE), which the tiny preset's export does not name: never "ready", the job says why, and
+    # drawing with it anyway is a clear error, not a KeyError.
+    assert models.get(job.name).backend == "sana" and models.status(models.get(job.name)).state == "missing"
+    assert job.export.startswith("not usable: cannot draw: the manifest names no 'base' component"), job.export
     host = LiveHost(models, "cpu")
     try:
         frame = frame_for(host, job.name)
