@@ -148,10 +148,11 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
     save_tiny(tiny_net(seed=0), teacher)
     save_tiny(tiny_net(seed=1), start, extra={"kind": "trigflow"})
     folder = image_folder(tmp_path / "my pictures")
-    overrides = [f"--teacher.path={json.dumps(str(teacher))}", f"--student.init={json.dumps(str(start))}",
-                 f"--data.path={json.dumps(str(folder))}", f"--data.cache={json.dumps(str(tmp_path / 'cache'))}",
-                 f"--export.models_dir={json.dumps(str(tmp_path / 'models'))}", "--export.name=mine",
-                 "--max_steps=1", "--batch_size=2", "--optim.lr=0", "--optim.role_lr={}", "--preview.every=0"]  # fmt: skip
+    paths = {"teacher.path": teacher, "student.init": start, "data.path": folder, "data.cache": tmp_path / "cache",
+             "export.models_dir": tmp_path / "models"}  # fmt: skip
+    overrides = [f"--{key}={json.dumps(str(value))}" for key, value in paths.items()]
+    overrides += ["--export.name=mine", "--max_steps=1", "--batch_size=2", "--optim.lr=0", "--optim.role_lr={}",
+                  "--preview.every=0"]  # fmt: skip
     assert Trainer(load_config(FINETUNE_PRESET, overrides), tmp_path / "run", progress="json").run() == 0
     manifest = parse_manifest(tmp_path / "models" / "mine.toml")
     exported = load_tiny(tmp_path / "models" / "mine").state_dict()
