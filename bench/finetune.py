@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None, help="save held-out sketch | base | fine-tuned | style")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the folder, run and model here")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    experiment = "a recipe experiment: an override of the preset (e.g. method.recon_weight=3)"
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=experiment)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -256,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         env_threads = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
         os.environ["OMP_NUM_THREADS"] = env_threads["OMP_NUM_THREADS"]
         started = time.perf_counter()
-        estimate = store.quick_estimate(FINETUNE_PRESET, [f"--data.path={json.dumps(str(style_dir))}"])
+        extra = [f"--{item}" for item in args.set]
+        estimate = store.quick_estimate(FINETUNE_PRESET, [*extra, f"--data.path={json.dumps(str(style_dir))}"])
         estimate_s = time.perf_counter() - started
-        overrides = finetune_overrides(str(style_dir), minutes=args.minutes, estimate=estimate)
+        overrides = [*extra, *finetune_overrides(str(style_dir), minutes=args.minutes, estimate=estimate)]
         steps = int(overrides[-1].split("=")[1])
         argv_train = [
             *[sys.executable, "-m", "distillation.train", str(FINETUNE_PRESET), *overrides],
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "bench": "finetune",
             "model": args.model,
-            "recipe": f"{FINETUNE_PRESET.name} (paired LADD from {args.model})",
+            "recipe": f"{FINETUNE_PRESET.name} (paired LADD from {args.model})" + "".join(f" {o}" for o in extra),
             "device": "cpu",
             "threads": args.threads,
             "cpus": os.cpu_count(),
