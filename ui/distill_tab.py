@@ -36,6 +36,7 @@ from distillation.jobs import (
     teacher_overrides,
 )
 from pipelines.engine import Request
+from pipelines.lines import usable_extractors
 from pipelines.preprocess import InputError
 from pipelines.registry import Registry
 from ui.live import LiveSessions
@@ -60,6 +61,9 @@ SKETCH_TITLES = {
     "canny": "Canny edges",
     "lineart": "line art (dark strokes of drawings)",
     "hed": "HED (learned edges)",
+    "aux_hed": "HED (controlnet-aux)",
+    "aux_pidinet": "PiDiNet (controlnet-aux)",
+    "aux_lineart": "line art (controlnet-aux)",
 }
 DATA_NOTE = (
     "Sketch pairs are made by `python -m distillation.data fetch`, then `prepare --resolution 128 --edges "
@@ -401,7 +405,7 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
     teachers, teacher_note = teacher_models(registry)
     default_teacher = DEFAULT_TEACHER if DEFAULT_TEACHER in teachers else (teachers[0] if teachers else None)
     sketch_choices = [(title, key) for key, title in SKETCH_TITLES.items() if key in folder_sketches()]
-    sketch_note = "" if "hed" in folder_sketches() else "HED: its weights are not installed"
+    sketch_note = "; ".join(f"{SKETCH_TITLES[key]}: {why}" for key, why in usable_extractors()[1].items())
     with gr.Tab("Distill", elem_id="ss-distill"):
         gr.Markdown(
             "Make a model of your own: fine-tune the app's fast model on a folder of your pictures, or distill a "

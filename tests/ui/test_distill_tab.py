@@ -128,7 +128,8 @@ def test_distill_tab_shows_the_folder_box_and_only_usable_extractors(models, tmp
     assert isinstance(by_label["Image folder"], gr.Textbox)
     extractor = by_label["Sketch extractor"]
     assert [value for _, value in extractor.choices] == ["canny", "lineart"]  # no HED without its weights
-    assert "HED: its weights are not installed" in extractor.info
+    assert "HED (learned edges): its weights are not installed" in extractor.info  # and why the others are not
+    assert "PiDiNet (controlnet-aux): its weights (table5_pidinet.pth" in extractor.info
     assert ("a folder of your images, each with an optional same-name .txt caption", "image_folder") in [
         tuple(choice) for choice in by_label["Data"].choices
     ]
