@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_NUM_THREADS"] = env_threads["OMP_NUM_THREADS"]
         started = time.perf_counter()
         extra = [f"--{item}" for item in args.set]
-        estimate = store.quick_estimate(FINETUNE_PRESET, [*extra, f"--data.path={json.dumps(str(style_dir))}"])
+        estimate = store.quick_estimate(
+            FINETUNE_PRESET, [*extra, f"--data.path={json.dumps(str(style_dir))}"], timeout=600
+        )
         estimate_s = time.perf_counter() - started
         overrides = [*extra, *finetune_overrides(str(style_dir), minutes=args.minutes, estimate=estimate)]
         steps = int(overrides[-1].split("=")[1])
