@@ -97,6 +97,10 @@ class JobError(ValueError):
     """A job request or action is refused; the message is for the person using the app, and nothing was changed."""
 
 
+class EstimateTimeout(JobError):
+    """The estimate's trial run took too long (a busy machine): the settings may still be fine."""
+
+
 # ---- records --------------------------------------------------------------------------------------------------------
 
 
@@ -865,7 +869,7 @@ class JobStore:
         try:
             done = subprocess.run(argv, cwd=ROOT, env=self._env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise JobError(f"measuring this machine's speed took over {timeout:.0f} s (is it very busy?); you can "
+            raise EstimateTimeout(f"measuring this machine's speed took over {timeout:.0f} s (is it very busy?); you can "
                            "start anyway: the job stops at its time budget") from error  # fmt: skip
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         try:

@@ -21,6 +21,7 @@ from distillation.jobs import (
     RESUMABLE,
     TEACHER_KINDS,
     Estimate,
+    EstimateTimeout,
     Job,
     JobError,
     JobStore,
@@ -46,6 +47,7 @@ DEFAULT_PRESETS = ("sketch_tiny_scm_ladd", "sketch_tiny_scm")  # its student rec
 DEFAULT_PAIRS = "data/sketch_tiny/128"
 DEFAULT_MINUTES = 10
 FINETUNE_NAME = "my-style"
+UNMEASURED_STEPS = 100_000  # the fine-tune's step count when the estimate could not measure: the time budget decides
 TEACHER_SOURCES = [
     ("the preset's teacher", "preset"),
     ("a model of this app", "model"),
@@ -173,8 +175,11 @@ def finetune_launch(jobs: JobStore, registry: Registry, folder: str, name: str, 
     if not check.images:
         raise JobError(f"no usable pictures in {check.folder}")
     minutes = float(minutes or 0)
-    estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
-    overrides = finetune_overrides(folder, minutes=minutes, estimate=estimate)
+    try:
+        estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
+        overrides = finetune_overrides(folder, minutes=minutes, estimate=estimate)
+    except EstimateTimeout:  # a busy machine: no step count, the wall-clock stop alone ends the job
+        overrides = [*finetune_overrides(folder, minutes=minutes, estimate=None), f"--max_steps={UNMEASURED_STEPS}"]
     teacher = DEFAULT_TEACHER if DEFAULT_TEACHER in registry.specs() else ""
     return jobs.launch(FINETUNE_PRESET, overrides, name=(name or "").strip(), teacher_model=teacher)
 

@@ -228,7 +228,7 @@ def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_say
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
 def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_live_picker(tmp_path, monkeypatch):
-    from bench.distill_ui import job_status, open_distill_tab, wait_for_status
+    from bench.distill_ui import job_status, open_distill_tab, open_distill_teacher, wait_for_status
     from bench.e2e import browser, draw_stroke, running_app, wait_idle
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -238,6 +238,7 @@ def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_liv
         browser() as chromium,
     ):
         page = open_distill_tab(chromium, url)
+        open_distill_teacher(page, advanced=True)
         page.get_by_label("a model of this app").check()
         page.get_by_label("Method").click()
         page.get_by_role("option", name="sCM (consistency only)").click()
@@ -269,3 +270,91 @@ def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_liv
         stats = page.evaluate("() => window.__ss.stats")
         assert stats["frames"] >= 1 and stats["errors"] == 0
         assert "error" not in page.locator("#ss-notice").inner_text().lower()
+
+
+def draws_on_the_live_canvas(page, model: str) -> None:
+    """Pick `model` in the Live tab's picker, draw a stroke: frames come back and none is an error."""
+    from bench.e2e import draw_stroke, wait_idle
+
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("combobox", name="Model", exact=True).first.click()
+    page.get_by_role("option", name=model, exact=True).click()
+    page.wait_for_timeout(500)
+    draw_stroke(page, 1)
+    wait_idle(page, timeout_s=60)
+    stats = page.evaluate("() => window.__ss.stats")
+    assert stats["frames"] >= 1 and stats["errors"] == 0, stats
+    assert "error" not in page.locator("#ss-notice").inner_text().lower()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_distill_tab_browser_fine_tune_on_my_pictures_then_draw_with_the_new_model(tmp_path, monkeypatch):
+    """Issue 24's first path as a person takes it: a folder, the check and the estimate, a (small) budget, Start;
+    when it is done the new model is in the Live tab's picker and draws."""
+    from bench.distill_ui import open_distill_tab, wait_for_status
+    from bench.e2e import browser, running_app
+    from bench.finetune import style_folder
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    folder = tmp_path / "my pictures"
+    style_folder(folder, 6)
+    models = make_teacher_models(tmp_path / "models")
+    with (
+        running_app(models_dir=models, jobs=tmp_path / "jobs", outputs=tmp_path / "outputs") as (url, _),
+        browser() as chromium,
+    ):
+        page = open_distill_tab(chromium, url)
+        box = page.locator("#ss-ft-folder textarea, #ss-ft-folder input").first
+        box.fill(str(folder))
+        box.press("Tab")
+        page.locator("#ss-ft-check").get_by_text("6 usable pictures").wait_for(timeout=30_000)
+        assert (
+            "2 with a caption (.txt beside it), 4 captioned from the file name"
+            in page.locator("#ss-ft-check").inner_text()
+        )
+        page.locator("#ss-ft-estimate").get_by_text("steps").wait_for(timeout=120_000)
+        assert "on this CPU" in page.locator("#ss-ft-estimate").inner_text()
+        assert page.locator("#ss-ft-name textarea, #ss-ft-name input").first.input_value() == "my-style"
+        minutes = page.locator("#ss-ft-minutes input")
+        minutes.fill("0.4")  # the default is 10; a short budget keeps the test short
+        minutes.press("Tab")
+        page.locator("#ss-ft-start").click()
+        page.locator("#ss-ft-note").get_by_text("Started job").wait_for(timeout=120_000)
+        status = wait_for_status(page, "· done", timeout_s=300)
+        assert "Student `my-style`: listed in the Live tab's model picker." in status
+        log = page.locator("#ss-log textarea").input_value()
+        assert "data ready: 6 pictures" in log and '{"event"' not in log
+        draws_on_the_live_canvas(page, "my-style")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_distill_tab_browser_default_distill_launch_gives_a_student_that_draws(tmp_path, monkeypatch):
+    """ "Distill a teacher" with its defaults (the bundled teacher, its runnable student recipe, the estimate first),
+    only the step count lowered for the test: the student is ready and draws."""
+    from bench.distill_ui import open_distill_tab, open_distill_teacher, wait_for_status
+    from bench.e2e import browser, running_app
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(MODELS_DIR / "sketch-tiny-teacher", models / "sketch-tiny-teacher")
+    shutil.copy(MODELS_DIR / "sketch-tiny-teacher.toml", models)
+    with (
+        running_app(models_dir=models, jobs=tmp_path / "jobs", outputs=tmp_path / "outputs") as (url, _),
+        browser() as chromium,
+    ):
+        page = open_distill_tab(chromium, url)
+        open_distill_teacher(page, advanced=True)
+        assert page.get_by_label("Teacher model").input_value() == "sketch-tiny-teacher"
+        steps = page.get_by_label("Steps", exact=True)
+        steps.fill("3")
+        steps.press("Tab")
+        page.locator("#ss-launch").click()
+        page.locator("#ss-launch-note").get_by_text("Launched job").wait_for(timeout=300_000)
+        status = wait_for_status(page, "· done", timeout_s=300)
+        assert "listed in the Live tab's model picker" in status, status
+        student = status.split("Student ")[1].split(":")[0].strip("` \n")
+        assert student.startswith("sketch-tiny-scm-")
+        draws_on_the_live_canvas(page, student)
