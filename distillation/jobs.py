@@ -869,8 +869,8 @@ class JobStore:
         try:
             done = subprocess.run(argv, cwd=ROOT, env=self._env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise EstimateTimeout(f"measuring this machine's speed took over {timeout:.0f} s (is it very busy?); you can "
-                           "start anyway: the job stops at its time budget") from error  # fmt: skip
+            why = f"measuring this machine's speed took over {timeout:.0f} s (is it very busy?)"
+            raise EstimateTimeout(f"{why}; you can start anyway: the job stops at its time budget") from error
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         try:
             result = json.loads(lines[-1]) if lines else {}
