@@ -619,9 +619,6 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
         [pairs_row, folder_row, augment],
     )
 
-    def on_folder(folder, minutes):
-        return finetune_check(folder), finetune_estimate(jobs, folder, minutes) if check_ok(folder) else ""
-
     def on_minutes(folder, minutes):
         return finetune_estimate(jobs, folder, minutes) if check_ok(folder) else ""
 
@@ -636,8 +633,8 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                 f"done ({where}; at most {float(minutes):g} minutes).")  # fmt: skip
         return note, gr.Dropdown(choices=[j.id for j in jobs.jobs()], value=launched.id), free_name(registry, jobs)
 
-    for event in (ft_folder.submit, ft_folder.blur):
-        event(on_folder, [ft_folder, ft_minutes], [ft_check, ft_estimate])
+    for event in (ft_folder.submit, ft_folder.blur):  # the count at once, then the estimate (seconds the first time)
+        event(finetune_check, ft_folder, ft_check).then(on_minutes, [ft_folder, ft_minutes], ft_estimate)
     ft_minutes.change(on_minutes, [ft_folder, ft_minutes], ft_estimate)
     ft_start.click(on_start, [ft_folder, ft_name, ft_minutes], [ft_note, job, ft_name])
     estimate_btn.click(on_estimate, form, launch_note)

@@ -508,3 +508,5 @@ def test_jobs_fine_tune_path_checks_the_folder_and_its_estimate_answers_in_secon
     started = time.perf_counter()
     again = store.quick_estimate(FINETUNE_PRESET, finetune_overrides(str(tmp_path), minutes=3, estimate=None))
     assert again == estimate and time.perf_counter() - started < 1
+    job = store.launch(FINETUNE_PRESET, overrides, name="mine")  # every pre-start check passes (teacher, data, disk)
+    assert job.state == QUEUED and job.total == cfg.max_steps
