@@ -324,7 +324,7 @@ def test_distill_tab_browser_fine_tune_on_my_pictures_then_draw_with_the_new_mod
                                timeout=120_000)  # fmt: skip
         assert "Started job" in page.locator("#ss-ft-note").inner_text()
         status = wait_for_status(page, "· done", timeout_s=300)
-        assert "Student `my-style`: listed in the Live tab's model picker." in status
+        assert "Student my-style: listed in the Live tab's model picker." in status
         log = page.locator("#ss-log textarea").input_value()
         assert "data ready: 6 pictures" in log and '{"event"' not in log
         draws_on_the_live_canvas(page, "my-style")
