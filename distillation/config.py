@@ -174,8 +174,8 @@ class JobConfig:
     log_every: int = 1  # steps between progress lines and metrics rows
     checkpoint_every: int = 0  # steps between checkpoints (also at the end and on SIGTERM); 0 = end only
     keep_checkpoints: int = 2
-    time_limit_s: float = 0.0  # wall-clock budget of the whole run (set-up, training, export); training ends early,
-    # as done, when the next step would not fit; 0 = none
+    time_limit_s: float = 0.0  # wall-clock budget of the whole run from its process's start (imports, set-up,
+    # training, export); training ends early, as done, when the next step would not fit; 0 = none
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     method: MethodConfig = field(default_factory=MethodConfig)

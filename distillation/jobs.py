@@ -62,9 +62,11 @@ PRESETS_DIR = ROOT / "distillation" / "presets"
 PROBE_STEPS = 3
 QUICK_PROBE_STEPS = 2  # the fine-tune path's estimate: the first step warms up, the second is timed
 FINETUNE_PRESET = PRESETS_DIR / "finetune_sketch_tiny.toml"
-# the fine-tune path: what the job spends outside the trainer's clock (python start and imports, measured 5-9 s on a
-# 2-core CPU), and the headroom asked of the step count so the wall-clock stop rarely has to act
+# the fine-tune path: what the job spends before its trainer is set up (python start and imports: 5-9 s on an idle
+# 2-core CPU, 15 s on a loaded one), what the budget keeps back for the app to start the process, and the headroom
+# asked of the step count so the wall-clock stop (counted from the process's start) rarely has to act
 STARTUP_S = 10.0
+STOP_MARGIN_S = 2.0
 STEP_HEADROOM = 1.1
 MIN_FREE_DISK_GB = 0.25  # without an estimate: room for the log, metrics and a checkpoint of a small model
 LOG_TAIL_BYTES = 64 * 1024
@@ -601,11 +603,11 @@ def finetune_overrides(folder: str, *, minutes: float, estimate: Estimate | None
     process start) and, with an estimate, max_steps = the steps that fit at its measured s/step."""
     if not minutes or minutes <= 0:
         raise JobError("the time budget must be more than 0 minutes")
-    limit = max(1.0, minutes * 60 - STARTUP_S)
+    limit = max(1.0, minutes * 60 - STOP_MARGIN_S)
     out = [f"--data.path={toml_string(str(Path(folder.strip()).expanduser().resolve()))}",
            f"--time_limit_s={limit:.1f}"]  # fmt: skip
     if estimate is not None:
-        train_s = limit - estimate.setup_s - 5.0
+        train_s = limit - STARTUP_S - estimate.setup_s - 5.0
         out.append(f"--max_steps={max(1, int(train_s / (estimate.s_per_step * STEP_HEADROOM)))}")
     return out
 

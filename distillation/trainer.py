@@ -332,6 +332,16 @@ def swapped_weights(params: Mapping[str, nn.Parameter], values: Mapping[str, Ten
                 p.copy_(saved[name])
 
 
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc: python's start and the imports included); 0 elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -375,7 +385,7 @@ class Trainer:
         self.stop_signal: int | None = None
         self.teacher_row: Tensor | None = None
         self.accelerator: Accelerator | None = None
-        self.clock0 = time.perf_counter()  # time_limit_s counts from here (set-up included)
+        self.clock0 = time.perf_counter() - process_age()  # time_limit_s counts from the process's start
 
     # -- reporting
 
@@ -849,7 +859,8 @@ class Trainer:
         return self.validator is not None and self.step >= self.cfg.select.start
 
     def out_of_time(self, started: float, first_step: int) -> bool:
-        """With time_limit_s: would one more step, then the end (checkpoint, preview, export), overrun the budget?
+        """With time_limit_s: would one more step, then the end (checkpoint, preview, export), overrun the budget
+        (counted from the process's start)?
         Decided from the mean step time so far, the same in every process."""
         flag = 0.0
         if self.cfg.time_limit_s and self.step > first_step:

@@ -25,6 +25,7 @@ from distillation.jobs import (
     QUEUED,
     RUNNING,
     STARTUP_S,
+    STOP_MARGIN_S,
     STOPPED,
     Job,
     JobError,
@@ -501,8 +502,8 @@ def test_jobs_fine_tune_path_checks_the_folder_and_its_estimate_answers_in_secon
     assert time.perf_counter() - started < 10 and estimate.device == "cpu" and estimate.s_per_step > 0
     overrides = finetune_overrides(str(folder), minutes=10, estimate=estimate)
     cfg = load_config(FINETUNE_PRESET, overrides)
-    assert cfg.data.path == str(folder) and cfg.time_limit_s == 600 - STARTUP_S and cfg.student.init
-    assert estimate.setup_s + cfg.max_steps * estimate.s_per_step < cfg.time_limit_s  # the steps fit the budget
+    assert cfg.data.path == str(folder) and cfg.time_limit_s == 600 - STOP_MARGIN_S and cfg.student.init
+    assert STARTUP_S + estimate.setup_s + cfg.max_steps * estimate.s_per_step < cfg.time_limit_s  # the steps fit
     words = estimate_words(estimate, cfg.max_steps, 10)
     assert f"for {cfg.max_steps} steps** on this CPU" in words and "stops at 10 minutes" in words
     started = time.perf_counter()
