@@ -550,7 +550,9 @@ class Trainer:
             takes = f"{self.teacher.sample_shape} samples with {sorted(self.teacher.cond_shapes)}"
             raise ConfigError(
                 f"data.kind {dc.kind!r} gives images with 'sketch' and 'text' conditions; teacher kind "
-                f"{self.teacher.kind!r} takes {takes}"
+                f"{self.teacher.kind!r} takes {takes}. In plain words: pictures with sketches train only a teacher "
+                "that draws pictures from a sketch and a caption (the bundled sketch-tiny-teacher); this teacher "
+                "draws latents from other conditions: choose the synthetic data for it, or the bundled teacher"
             )
         try:
             path = dc.path

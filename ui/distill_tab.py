@@ -254,12 +254,14 @@ def duration(seconds: float | None) -> str:
 
 
 def estimate_text(estimate: Estimate) -> str:
-    """An Estimate as one labelled paragraph."""
+    """An Estimate in plain words first ("about N minutes for M steps on this CPU"), then the figures behind it."""
+    memory = f"memory ≈ **{estimate.memory_gb:.2f} GB** (probe peak {estimate.peak_memory_gb:.2f} GB"
     return (
-        f"**Estimate** (a {PROBE_STEPS}-step probe of these settings on {estimate.device}; formulas in "
-        f"`distillation/jobs.py`): memory ≈ **{estimate.memory_gb:.2f} GB** (probe peak {estimate.peak_memory_gb:.2f} "
-        f"GB; weights and optimizer state by parameter count {estimate.weights_gb:.3f} GB), time ≈ "
-        f"**{duration(estimate.time_s)}** (set-up {estimate.setup_s:.0f} s + {estimate.max_steps} steps × "
+        f"{estimate_words(estimate, estimate.max_steps)} Needs about {estimate.memory_gb:.1f} GB of memory and "
+        f"{estimate.disk_gb * 1024:.0f} MB of disk.\n\n"
+        f"Details (a {PROBE_STEPS}-step probe of these settings on {estimate.device}; formulas in "
+        f"`distillation/jobs.py`): {memory}; weights and optimizer state by parameter count {estimate.weights_gb:.3f} "
+        f"GB), time ≈ **{duration(estimate.time_s)}** (set-up {estimate.setup_s:.0f} s + {estimate.max_steps} steps × "
         f"{estimate.s_per_step:.2f} s), disk ≈ {estimate.disk_gb * 1024:.0f} MB. Parameters: "
         f"{estimate.frozen_params:,} frozen, {estimate.trainable_params:,} trained."
     )

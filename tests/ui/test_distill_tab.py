@@ -360,3 +360,32 @@ def test_distill_tab_browser_default_distill_launch_gives_a_student_that_draws(t
         student = status.split("Student ")[1].split(":")[0].strip("` \n")
         assert student.startswith("sketch-tiny-scm-")
         draws_on_the_live_canvas(page, student)
+
+
+def test_distill_tab_defaults_work_here_and_pipeline_checks_come_last_labelled(models, tmp_path, monkeypatch):
+    from distillation.jobs import Estimate
+    from ui import distill_tab
+    from ui.distill_tab import default_preset, estimate_text, finetune_check, free_name, preset_choices
+
+    choices = preset_choices()
+    names = [name for _, name in choices]
+    assert "finetune_sketch_tiny" not in names  # the other path's
+    checks = [label for label, name in choices if name.startswith("tiny_")]
+    assert checks and names[-len(checks) :] == ["tiny_dmd2", "tiny_scm_ladd"]
+    assert all("pipeline check: random weights, its student cannot draw" in label for label in checks)
+    assert default_preset() == "sketch_tiny_scm"  # no prepared pairs in a fresh clone: the runnable recipe
+    monkeypatch.setattr(distill_tab, "load_preset", lambda path: path)  # as if data/sketch_tiny/128 were prepared
+    monkeypatch.setattr(distill_tab, "check_data", lambda cfg: None)
+    assert default_preset() == "sketch_tiny_scm_ladd"
+
+    assert "Give the folder" in finetune_check("  ")
+    assert finetune_check(str(tmp_path / "nowhere")).startswith("**Not usable:**")
+    store = JobStore(tmp_path / "jobs", models, gpus=0, start=False)
+    assert free_name(models, store) == "my-style" and free_name(models, store, "tiny-teacher") == "tiny-teacher-2"
+
+    estimate = Estimate(device="cpu", max_steps=100, frozen_params=1, trainable_params=1, student_params=1,
+                        setup_s=2.0, s_per_step=3.0, peak_memory_gb=0.7, weights_gb=0.1, memory_gb=0.71,
+                        time_s=302.0, disk_gb=0.1)  # fmt: skip
+    text = estimate_text(estimate)
+    assert text.startswith("About **5 minutes for 100 steps** on this CPU (3.00 s a step, measured just now).")
+    assert "Needs about 0.7 GB of memory" in text
