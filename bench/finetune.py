@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         fd = {k: fd_effnet_lite0(v, style)["fd_effnet_lite0"] for k, v in outputs.items()}
         fd["held-out scenes, unstyled (reference)"] = fd_effnet_lite0(data["image"], style)["fd_effnet_lite0"]
+        styled = np.stack([stylise(image, 100_000 + k) for k, image in enumerate(data["image"])])
+        fd["held-out scenes, styled (floor)"] = fd_effnet_lite0(styled, style)["fd_effnet_lite0"]
         f1 = {k: sketch_fidelity(v, data["sketch"], method=args.edge_method)["edge_f1"] for k, v in outputs.items()}
         minutes = train_s / 60  # the job's wall time, process start to exit (the estimate runs before Start)
         report = {
