@@ -62,8 +62,8 @@ def screenshot(path: Path, steps: int = 6) -> dict:
         ):
             page = open_distill_tab(chromium, url)
             open_distill_teacher(page, advanced=True)
-            page.get_by_label("Preset").click()
-            page.get_by_role("option", name="tiny_scm_ladd").click()
+            page.get_by_label("Preset", exact=True).click()
+            page.get_by_role("option", name="tiny_scm_ladd (pipeline check").click()
             page.get_by_label("the preset's teacher").check()
             steps_box = page.get_by_label("Steps", exact=True)
             steps_box.fill(str(steps))

@@ -617,8 +617,10 @@ def estimate_words(estimate: Estimate, steps: int, minutes: float | None = None)
     where = "this CPU" if estimate.device == "cpu" else "this GPU" if estimate.device.startswith("cuda") else (
         estimate.device)  # fmt: skip
     total = estimate.setup_s + STARTUP_S + steps * estimate.s_per_step
-    text = (f"About **{max(1, round(total / 60))} minute{'s' if round(total / 60) > 1 else ''} for {steps} steps** on "
-            f"{where} ({estimate.s_per_step:.2f} s a step, measured just now)")  # fmt: skip
+    minutes_text = f"About {round(total / 60)} minute{'s' if round(total / 60) > 1 else ''}" if total >= 90 else (
+        "About 1 minute" if total >= 45 else "Under a minute")  # fmt: skip
+    text = (f"**{minutes_text} for {steps} steps** on {where} ({estimate.s_per_step:.2f} s a step, measured "
+            "just now)")  # fmt: skip
     if minutes:
         text += f"; the job stops at {minutes:g} minutes whatever happens, and keeps what it learnt by then"
     return text + "."

@@ -387,5 +387,6 @@ def test_distill_tab_defaults_work_here_and_pipeline_checks_come_last_labelled(m
                         setup_s=2.0, s_per_step=3.0, peak_memory_gb=0.7, weights_gb=0.1, memory_gb=0.71,
                         time_s=302.0, disk_gb=0.1)  # fmt: skip
     text = estimate_text(estimate)
-    assert text.startswith("About **5 minutes for 100 steps** on this CPU (3.00 s a step, measured just now).")
+    assert text.startswith("**About 5 minutes for 100 steps** on this CPU (3.00 s a step, measured just now).")
+    assert estimate_text(dataclasses.replace(estimate, max_steps=3)).startswith("**Under a minute for 3 steps**")
     assert "Needs about 0.7 GB of memory" in text
