@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.nn.functional as nnf
 from torch import Tensor
 
 from distillation.methods.base import mean_flat
 from distillation.methods.ladd import LADD
 from pipelines.parameterization import SIGMA_D
+
+
+def paired_l1(x_hat0: Tensor, x0: Tensor, *, pool: int = 1) -> Tensor:
+    """Mean |x_hat0 - x0| over the batch, on images (b, c, h, w) average-pooled by `pool` first when pool > 1 (a
+    difference that averages out within pool x pool pixels, like texture, costs nothing)."""
+    diff = x_hat0 - x0
+    if pool > 1:
+        diff = nnf.avg_pool2d(diff, pool)
+    return mean_flat(diff.abs()).mean()
 
 
 class PairedLADD(LADD):
@@ -37,6 +47,7 @@ class PairedLADD(LADD):
         p_mean_d: float = -2.0,
         p_std_d: float = 1.0,
         max_time_prob: float = 0.75,
+        recon_pool: int = 1,
         head_hidden: int = 64,
         head_kernel_size: int = 9,
     ):
@@ -54,6 +65,9 @@ class PairedLADD(LADD):
         )
         self.recon_weight = recon_weight  # L1 to the paired picture (pix2pix's lambda, per pixel in unit scale)
         self.adv_weight = adv_weight  # the adversarial term's weight
+        # L1 between the pictures average-pooled by this factor: colours and layout from the pair, the texture below
+        # that scale (paper grain, brush marks) left to the adversarial term; 1 = per pixel (pix2pix)
+        self.recon_pool = recon_pool
         # max_time_prob: share of student passes from pure noise (t = pi/2), the 1-step sampling the app uses
 
     def loss(self, role: str, batch: dict, step: int) -> dict[str, Tensor]:
@@ -61,6 +75,6 @@ class PairedLADD(LADD):
             return super().loss(role, batch, step)
         x_hat0 = self.generate(batch)
         adv = -self.discriminate(x_hat0, batch.get("cond")).mean()
-        recon = mean_flat((x_hat0 - batch["x0"]).abs()).mean() / self.sigma_d
+        recon = paired_l1(x_hat0, batch["x0"], pool=self.recon_pool) / self.sigma_d
         loss = self.adv_weight * adv + self.recon_weight * recon
         return {"loss": loss, "adv_loss": adv.detach(), "recon_loss": recon.detach(), "x_std": x_hat0.std().detach()}

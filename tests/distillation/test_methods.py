@@ -199,6 +199,16 @@ def test_paired_ladd_l1_term_pulls_the_one_step_picture_to_its_pair(teacher):
     assert method.loss("student", batch, 0)["recon_loss"].item() < 0.85 * first  # measured: 0.78
 
 
+def test_paired_l1_on_pooled_pictures_leaves_texture_to_the_adversarial_term():
+    from distillation.methods.paired_ladd import paired_l1
+
+    x0 = torch.rand(2, 3, 16, 16)
+    grain = 0.2 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(8, 8)  # zero mean in every 2x2 block
+    assert paired_l1(x0 + grain, x0).item() == pytest.approx(0.2, abs=1e-6)
+    assert paired_l1(x0 + grain, x0, pool=4).item() == pytest.approx(0.0, abs=1e-6)
+    assert paired_l1(x0 + 0.1, x0, pool=4).item() == pytest.approx(0.1, abs=1e-6)  # a colour shift still costs
+
+
 def test_minimum_batches():
     assert LADD(**LADD_KWARGS).min_batch == 2 and SCMLADD(**LADD_KWARGS).min_batch == 2
     assert TwinFlow().min_batch == 4 and SCM().min_batch == 1 and LCM().min_batch == 1
