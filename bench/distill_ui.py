@@ -18,11 +18,20 @@ from pipelines.registry import MODELS_DIR
 
 
 def open_distill_tab(chromium, url: str):
-    """A page with the canvas loaded, switched to the Distill tab."""
+    """A page with the canvas loaded, switched to the Distill tab (its first path, "Fine-tune on my pictures")."""
     page = open_canvas(chromium, url)
-    page.get_by_role("tab", name="Distill").click()
-    page.locator("#ss-launch").wait_for()
+    page.get_by_role("tab", name="Distill", exact=True).click()
+    page.locator("#ss-ft-start").wait_for()
     return page
+
+
+def open_distill_teacher(page, advanced: bool = False) -> None:
+    """Switch the Distill tab to "Distill a teacher", and open its Advanced settings."""
+    page.get_by_role("tab", name="Distill a teacher").click()
+    page.locator("#ss-launch").wait_for()
+    if advanced:
+        page.locator("#ss-advanced").get_by_text("Advanced").click()
+        page.get_by_label("Steps", exact=True).wait_for()
 
 
 def job_status(page) -> str:
@@ -52,6 +61,10 @@ def screenshot(path: Path, steps: int = 6) -> dict:
             browser() as chromium,
         ):
             page = open_distill_tab(chromium, url)
+            open_distill_teacher(page, advanced=True)
+            page.get_by_label("Preset", exact=True).click()
+            page.get_by_role("option", name="tiny_scm_ladd (pipeline check").click()
+            page.get_by_label("the preset's teacher").check()
             steps_box = page.get_by_label("Steps", exact=True)
             steps_box.fill(str(steps))
             steps_box.press("Tab")

@@ -25,7 +25,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
 DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
 SELECT_METRICS = ("fd_effnet",)
-DATA_SKETCHES = ("canny", "lineart", "hed")  # image_folder line extractors (distillation.data.folder_lines)
+# image_folder line extractors (distillation.data.folder_lines): ours, then controlnet-aux's (pipelines.lines.AUX)
+DATA_SKETCHES = ("canny", "lineart", "hed", "aux_hed", "aux_pidinet", "aux_lineart")
 # Keys a resumed job may change (schedules of side effects, not of the training state).
 RESUMABLE_KEYS = frozenset(
     {
@@ -38,6 +39,7 @@ RESUMABLE_KEYS = frozenset(
         "select",
         "export",
         "teacher.licence",
+        "time_limit_s",
     }
 )
 
@@ -74,6 +76,8 @@ class StudentConfig:
     lora_alpha: float = 0.0  # LoRA scale numerator; 0 = rank (scale 1)
     lora_targets: tuple[str, ...] = ()  # module names to adapt; () = the teacher family's default
     gradient_checkpointing: bool = False  # diffusers checkpointing of trainable passes (never the no-grad JVP)
+    init: str = ""  # a weights folder shaped like the teacher (e.g. an exported student) the student starts from
+    # instead of the teacher: fine-tuning a student that already draws in 1 step; "" = the teacher (full copies only)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class DataConfig:
     split: str = "train"  # sketch_pairs: the split read for training; "teacher_pool" = teacher samples (pool.py)
     sketch: str = "canny"  # image_folder: line extractor "canny" | "lineart" | "hed" (HED needs its weights)
     cache: str = ""  # image_folder: where prepared copies are kept; "" = data/cache/folders
+    name_captions: bool = False  # image_folder: a picture without a .txt caption is captioned from its file name
     size: int = 64  # synthetic: items in the pool
     seed: int = 0  # synthetic pool and sampler permutations
     text_tokens: int = 8  # synthetic: caption length
@@ -169,6 +174,8 @@ class JobConfig:
     log_every: int = 1  # steps between progress lines and metrics rows
     checkpoint_every: int = 0  # steps between checkpoints (also at the end and on SIGTERM); 0 = end only
     keep_checkpoints: int = 2
+    time_limit_s: float = 0.0  # wall-clock budget of the whole run from its process's start (imports, set-up,
+    # training, export); training ends early, as done, when the next step would not fit; 0 = none
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -297,11 +304,16 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(
             f"batch_size: {cfg.method.name} needs at least {min_batch} samples per process, got {cfg.batch_size}"
         )
+    if cfg.student.init and cfg.student.lora_rank > 0:
+        raise ConfigError("student.init: a student weights folder starts a full student; set student.lora_rank = 0")
+    if cfg.time_limit_s < 0:
+        raise ConfigError(f"time_limit_s: must be >= 0 (0 = no limit), got {cfg.time_limit_s}")
     if not cfg.teacher.random and not cfg.teacher.path:
         raise ConfigError("teacher.path: give a weights folder, or teacher.random = 'tiny' | 'full'")
     # teacher weights follow the manifests' rule: ./x, ../x, /x, ~/x are folders, anything else a hub id
     folders = {"teacher.path": cfg.teacher.path, "teacher.controlnet_path": cfg.teacher.controlnet_path}
     folders["teacher.vae"] = cfg.teacher.vae
+    folders["student.init"] = cfg.student.init
     missing = {
         key: value for key, value in folders.items() if is_local(value) and not Path(value).expanduser().exists()
     }

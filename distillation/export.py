@@ -22,6 +22,7 @@ import tomli_w
 import torch
 from torch import Tensor, nn
 
+from distillation.config import JobConfig
 from distillation.teachers import DTYPES, Teacher
 from distillation.trainer import AdapterView
 from pipelines.registry import Registry
@@ -75,6 +76,31 @@ def merged_student(module: nn.Module, ema: Mapping[str, Tensor]) -> nn.Module:
     if adapter is not None:
         merge_lora(student, adapter)
     return student.eval().requires_grad_(False)
+
+
+def provenance(cfg: JobConfig) -> tuple[str, str]:
+    """(where from, licence) of a job's student for its manifest: the teacher's weights, the weights the student
+    started from and the data it was trained on, each named."""
+    tc, dc = cfg.teacher, cfg.data
+    teacher = f"random weights ({tc.random}, seed {tc.random_seed})" if tc.random else tc.path
+    where = [f"teacher {tc.kind} {teacher}"]
+    if cfg.student.init:
+        where.append(f"student initialised from {cfg.student.init}")
+    data = {
+        "synthetic": "synthetic conditions (no pictures)",
+        "sketch_pairs": f"prepared pairs in {dc.path} (split {dc.split})",
+        "image_folder": f"the pictures in {dc.path}",
+    }[dc.kind]
+    where.append(f"data: {data}")
+    if tc.random:
+        licence = "no weights (random initialisation)"
+    else:
+        licence = f"teacher weights ({tc.path}): {tc.licence or 'the licence of those weights applies'}"
+    if cfg.student.init:
+        licence += f"; starting weights ({cfg.student.init}): their licence applies"
+    if dc.kind == "image_folder":
+        licence += f"; fine-tuned on the pictures in {dc.path}: their owner's terms apply"
+    return "; ".join(where), licence
 
 
 NOTES = {
@@ -147,7 +173,12 @@ def export_student(
     tmp_manifest.write_text(tomli_w.dumps(manifest))
     os.replace(tmp_manifest, path)
     registry = Registry(models_dir)
-    status = "listed" if name in registry.specs() else registry.errors().get(path.name, "not listed")
+    spec = registry.specs().get(name)
+    if spec is None:
+        status = registry.errors().get(path.name, "not listed")
+    else:
+        verdict = registry.status(spec)
+        status = "listed" if verdict.state != "missing" else f"not usable: {verdict.reason}"
     return ExportResult(manifest=path, weights=weights, registry=status)
 
 

@@ -60,6 +60,14 @@ ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = ROOT / "runs" / "jobs"
 PRESETS_DIR = ROOT / "distillation" / "presets"
 PROBE_STEPS = 3
+QUICK_PROBE_STEPS = 2  # the fine-tune path's estimate: the first step warms up, the second is timed
+FINETUNE_PRESET = PRESETS_DIR / "finetune_sketch_tiny.toml"
+# the fine-tune path: what the job spends before its trainer is set up (python start and imports: 5-9 s on an idle
+# 2-core CPU, 15 s on a loaded one), what the budget keeps back for the app to start the process, and the headroom
+# asked of the step count so the wall-clock stop (counted from the process's start) rarely has to act
+STARTUP_S = 10.0
+STOP_MARGIN_S = 2.0
+STEP_HEADROOM = 1.1
 MIN_FREE_DISK_GB = 0.25  # without an estimate: room for the log, metrics and a checkpoint of a small model
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -89,6 +97,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".svg")
 
 class JobError(ValueError):
     """A job request or action is refused; the message is for the person using the app, and nothing was changed."""
+
+
+class EstimateTimeout(JobError):
+    """The estimate's trial run took too long (a busy machine): the settings may still be fine."""
 
 
 # ---- records --------------------------------------------------------------------------------------------------------
@@ -224,6 +236,61 @@ def last_event(lines: Sequence[str], kind: str) -> dict[str, Any] | None:
             except ValueError:
                 continue
     return None
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def readable(line: str) -> str:
+    """One log line as a person reads it: a trainer event (a JSON line) in words, with its step, losses and the time
+    left; any other line as it is."""
+    if line.startswith("--- ") and " $ " in line:
+        return f"--- {line[4:].split(' $ ', 1)[0]}: training process started"
+    if not line.startswith('{"event": '):
+        return line
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    kind, step = event.get("event"), event.get("step")
+    if kind == "progress":
+        numbers = {key: value for key, value in event.items() if isinstance(value, int | float)}
+        losses = [f"{key.replace('/loss', '').replace('_loss', '')} {value:.3g}"
+                  for key, value in numbers.items() if key.endswith("loss")]  # fmt: skip
+        speed = f"{1 / event['it_s']:.2f} s/step" if event.get("it_s") else ""
+        parts = [f"step {step}/{event.get('total')}", "losses: " + ", ".join(losses) if losses else "", speed,
+                 f"about {_minutes(event.get('eta_s'))} left" if event.get("eta_s") is not None else ""]  # fmt: skip
+        return " · ".join(part for part in parts if part)
+    words = {
+        "start": lambda e: f"training on {e.get('device')} from step {e.get('step')} to {e.get('total')}",
+        "data": lambda e: (
+            f"data ready: {e.get('counts', {}).get('used', '?')} pictures "
+            f"({'reused' if e.get('reused') else 'prepared'} in {e.get('path')})"
+        ),
+        "preview": lambda e: f"step {e.get('step')}: preview saved",
+        "checkpoint": lambda e: f"step {e.get('step')}: checkpoint saved",
+        "validate": lambda e: (
+            f"step {e.get('step')}: validation "
+            + ", ".join(f"{k.removeprefix('val/')} {v}" for k, v in e.items() if k.startswith("val/"))
+            + f" (best so far: step {e.get('best_step')})"
+        ),
+        "time_limit": lambda e: (
+            f"step {e.get('step')}: time budget reached ({_minutes(e.get('seconds'))} of "
+            f"{_minutes(e.get('limit_s'))}); finishing with what was learnt"
+        ),
+        "export": lambda e: (
+            "exported: "
+            + ("listed in the Live tab's model picker" if e.get("registry") == "listed" else str(e.get("registry")))
+        ),  # fmt: skip
+        "stopped": lambda e: f"step {e.get('step')}: stopped (checkpoint saved; Resume continues)",
+        "failed": lambda e: f"step {e.get('step')}: failed: {e.get('reason')}",
+        "done": lambda e: f"done at step {e.get('step')}",
+    }
+    return words[kind](event) if kind in words else line
 
 
 def failure_hint(lines: Sequence[str], count: int = 3) -> str:
@@ -369,7 +436,7 @@ def teacher_overrides(spec: ModelSpec) -> list[str]:
         if _read_json(Path(path) / "config.json").get("kind") == "trigflow":
             raise JobError(f"{spec.name} is a distilled student (TrigFlow), not a flow-matching teacher")
         return ["--teacher.kind=sketch_tiny", '--teacher.random=""', f"--teacher.path={toml_string(path)}",
-                "--teacher.controlnet=false"]  # fmt: skip
+                "--teacher.controlnet=false", f"--teacher.licence={toml_string(spec.licence)}"]  # fmt: skip
     if spec.backend == "sd":
         if spec.random_init:
             return ["--teacher.kind=unet", f"--teacher.random={toml_string(spec.random_init)}"]
@@ -377,6 +444,7 @@ def teacher_overrides(spec: ModelSpec) -> list[str]:
         return [
             "--teacher.kind=unet",
             '--teacher.random=""',
+            f"--teacher.licence={toml_string(spec.licence)}",
             f"--teacher.path={toml_string(spec.component_path('base'))}",
             f"--teacher.controlnet={'true' if controlnet else 'false'}",
             f"--teacher.controlnet_path={toml_string(spec.component_path('controlnet') if controlnet else '')}",
@@ -426,7 +494,8 @@ def job_overrides(
         if teacher_kind == "sketch_tiny" and controlnet_path.strip():
             raise JobError("a sketch_tiny teacher takes the sketch itself: it has no ControlNet")
         value = _model_source(teacher, teacher_path, "teacher")
-        out += [f"--teacher.kind={teacher_kind}", '--teacher.random=""', f"--teacher.path={toml_string(value)}"]
+        out += [f"--teacher.kind={teacher_kind}", '--teacher.random=""', f"--teacher.path={toml_string(value)}",
+                '--teacher.licence=""']  # fmt: skip
         if controlnet_path.strip():
             source = "folder" if is_local(controlnet_path.strip()) else "hub"
             out += [
@@ -464,6 +533,99 @@ def job_overrides(
     return out
 
 
+@dataclass(frozen=True)
+class FolderCheck:
+    """What a folder of pictures holds for fine-tuning, found without preparing it."""
+
+    folder: str
+    images: int  # pictures that open (header read)
+    captioned: int  # of those, with a non-empty same-name .txt caption
+    named: int  # without one, captioned from the file name instead
+    unreadable: list[str]
+
+    def text(self) -> str:
+        """The check in one plain sentence."""
+        if not self.images:
+            return f"No usable pictures in {self.folder}."
+        plural = "s" if self.images != 1 else ""
+        parts = [
+            f"**{self.images} usable picture{plural}** in {self.folder}: {self.captioned} with a caption (.txt "
+            f"beside it), {self.named} captioned from the file name"
+        ]
+        rest = self.images - self.captioned - self.named
+        if rest:
+            parts.append(f", {rest} with no caption (trained with an empty prompt)")
+        if self.unreadable:
+            names = ", ".join(self.unreadable[:3])
+            parts.append(f"; {len(self.unreadable)} cannot be opened and are skipped: {names}")
+        if self.images < 8:
+            parts.append("; 8 or more pictures give a clearer style (20-50 is a good size)")
+        return "".join(parts) + "."
+
+
+def check_folder(path: str) -> FolderCheck:
+    """Count a folder's usable pictures and captions (the fine-tune path's validation); JobError says what is wrong
+    with the path itself."""
+    from PIL import Image
+
+    from distillation.data import caption_from_name, read_caption
+
+    text = (path or "").strip()
+    if not text:
+        raise JobError("give the folder that holds your pictures (png, jpg, webp or bmp; subfolders too)")
+    root = Path(text).expanduser()
+    try:
+        images = list_images(root)
+    except DataError as error:
+        raise JobError(str(error)) from error
+    usable, captioned, named, unreadable = 0, 0, 0, []
+    for image in images:
+        try:
+            with Image.open(image) as opened:
+                opened.size  # noqa: B018 - the header is read: a file that is not a picture fails here
+        except Exception:
+            unreadable.append(image.relative_to(root).as_posix())
+            continue
+        usable += 1
+        caption, _ = read_caption(image)
+        if caption:
+            captioned += 1
+        elif caption_from_name(image):
+            named += 1
+    if not images:
+        raise JobError(f"no pictures in {root} (looked for {'/'.join(FOLDER_SUFFIXES)} files there and in its "
+                       "subfolders)")  # fmt: skip
+    return FolderCheck(str(root.resolve()), usable, captioned, named, unreadable)
+
+
+def finetune_overrides(folder: str, *, minutes: float, estimate: Estimate | None) -> list[str]:
+    """The fine-tune path as overrides of FINETUNE_PRESET: the folder, a wall-clock stop at the budget (less the
+    process start) and, with an estimate, max_steps = the steps that fit at its measured s/step."""
+    if not minutes or minutes <= 0:
+        raise JobError("the time budget must be more than 0 minutes")
+    limit = max(1.0, minutes * 60 - STOP_MARGIN_S)
+    out = [f"--data.path={toml_string(str(Path(folder.strip()).expanduser().resolve()))}",
+           f"--time_limit_s={limit:.1f}"]  # fmt: skip
+    if estimate is not None:
+        train_s = limit - STARTUP_S - estimate.setup_s - 5.0
+        out.append(f"--max_steps={max(1, int(train_s / (estimate.s_per_step * STEP_HEADROOM)))}")
+    return out
+
+
+def estimate_words(estimate: Estimate, steps: int, minutes: float | None = None) -> str:
+    """An estimate as a person reads it: "about N minutes for M steps on this CPU"."""
+    where = "this CPU" if estimate.device == "cpu" else "this GPU" if estimate.device.startswith("cuda") else (
+        estimate.device)  # fmt: skip
+    total = estimate.setup_s + STARTUP_S + steps * estimate.s_per_step
+    minutes_text = f"About {round(total / 60)} minute{'s' if round(total / 60) > 1 else ''}" if total >= 90 else (
+        "About 1 minute" if total >= 45 else "Under a minute")  # fmt: skip
+    text = (f"**{minutes_text} for {steps} steps** on {where} ({estimate.s_per_step:.2f} s a step, measured "
+            "just now)")  # fmt: skip
+    if minutes:
+        text += f"; the job stops at {minutes:g} minutes whatever happens, and keeps what it learnt by then"
+    return text + "."
+
+
 def _model_source(source: str, value: str, what: str) -> str:
     """A hub id as given (owner/name) or a folder made absolute; JobError when it is neither."""
     value = value.strip()
@@ -487,8 +649,10 @@ def load_preset(preset: str | Path, overrides: Sequence[str] = ()) -> JobConfig:
 # ---- the probe (its own process: python -m distillation.jobs probe PRESET --key=value ...) --------------------------
 
 
-def probe(preset: str | Path, overrides: Sequence[str], *, steps: int = PROBE_STEPS) -> Estimate:
-    """Set up the job's trainer in a scratch folder, time `steps` steps, and turn the figures into an Estimate."""
+def probe(preset: str | Path, overrides: Sequence[str], *, steps: int = PROBE_STEPS, quick: bool = False) -> Estimate:
+    """Set up the job's trainer in a scratch folder, time `steps` steps, and turn the figures into an Estimate.
+    quick: the teacher's synthetic samples of the same shapes stand in for the data (an image folder is not prepared,
+    so set-up leaves out its preparation), and no validation: the s/step of a few seconds' probe."""
     import resource
     import statistics
     import tempfile
@@ -497,6 +661,9 @@ def probe(preset: str | Path, overrides: Sequence[str], *, steps: int = PROBE_ST
 
     target = load_config(preset, overrides)
     probe_overrides = [f"--max_steps={steps}", "--preview.every=0", "--export.enabled=false", "--checkpoint_every=0"]
+    if quick:
+        probe_overrides += ["--data.kind=synthetic", f"--data.size={target.batch_size}", "--select.every=0",
+                            "--time_limit_s=0"]  # fmt: skip
     cfg = load_config(preset, [*overrides, *probe_overrides])
     with tempfile.TemporaryDirectory(prefix="sketchsprint-probe-") as out:
         trainer = Trainer(cfg, Path(out), progress="json", cpu=not torch.cuda.is_available())
@@ -689,6 +856,38 @@ class JobStore:
             self._estimates[(str(path), tuple(overrides))] = estimate
         return estimate
 
+    def quick_estimate(self, preset: str | Path, overrides: Sequence[str] = (), *, timeout: float = 60.0) -> Estimate:
+        """A few seconds' estimate: a QUICK_PROBE_STEPS-step probe on synthetic samples of the job's shapes (the
+        data is not prepared), remembered per preset and settings other than the data, step count and time limit, so
+        a second folder or budget answers at once. JobError in plain words when it fails."""
+        path, overrides, _ = self._checked(preset, overrides)
+        varying = ("--data.path=", "--max_steps=", "--time_limit_s=")
+        key = (str(path), "quick", tuple(o for o in overrides if not o.startswith(varying)))
+        with self._lock:
+            if key in self._estimates:
+                return self._estimates[key]
+        busy = self.running()
+        if busy is not None and self.gpus > 0:
+            raise JobError(f"the GPU is busy with job {busy.id}; the estimate can run when it is done")
+        argv = [self.python, "-m", "distillation.jobs", "probe", "--quick", str(path), *overrides]
+        try:
+            done = subprocess.run(argv, cwd=ROOT, env=self._env(), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            why = f"measuring this machine's speed took over {timeout:.0f} s (is it very busy?)"
+            raise EstimateTimeout(f"{why}; you can start anyway: the job stops at its time budget") from error
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        try:
+            result = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            result = {}
+        if done.returncode != 0 or "error" in result:
+            reason = result.get("error") or failure_hint(done.stderr.splitlines()) or f"exit code {done.returncode}"
+            raise JobError(f"a two-step trial of these settings failed: {reason}")
+        estimate = Estimate(**result)
+        with self._lock:
+            self._estimates[key] = estimate
+        return estimate
+
     def known_estimate(self, preset: str | Path, overrides: Sequence[str]) -> Estimate | None:
         """The Estimate of an earlier estimate() with the same settings, if any."""
         return self._estimates.get((str(check_preset(preset)), tuple(overrides)))
@@ -829,7 +1028,7 @@ class JobStore:
             checkpoint_step=checkpoint_step(folder),
             metrics=self.metrics(job.id),
             preview=previews[-1] if previews else None,
-            log_tail="\n".join(lines[-40:]),
+            log_tail="\n".join(readable(line) for line in lines[-40:]),
         )
 
     # -- the scheduler
@@ -969,13 +1168,17 @@ class JobStore:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m distillation.jobs probe PRESET --key=value ...`: one JSON line (an Estimate, or {"error": ...})."""
+    """`python -m distillation.jobs probe [--quick] PRESET --key=value ...`: one JSON line (an Estimate, or
+    {"error": ...})."""
     args = list(sys.argv[1:] if argv is None else argv)
+    quick = len(args) > 1 and args[1] == "--quick"
+    if quick:
+        del args[1]
     if len(args) < 2 or args[0] != "probe":
         print(main.__doc__, file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        estimate = probe(args[1], args[2:])
+        estimate = probe(args[1], args[2:], steps=QUICK_PROBE_STEPS if quick else PROBE_STEPS, quick=quick)
     except ConfigError as error:
         print(json.dumps({"error": str(error)}), flush=True)
         return EXIT_BAD_INPUT

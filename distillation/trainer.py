@@ -61,6 +61,7 @@ from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_fro
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
 
 PROGRESS_MODES = ("auto", "bar", "json")
+END_RESERVE_S = 5.0  # time_limit_s: what the final checkpoint, preview and export may take beyond 3 mean steps
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 143
 
 
@@ -331,6 +332,16 @@ def swapped_weights(params: Mapping[str, nn.Parameter], values: Mapping[str, Ten
                 p.copy_(saved[name])
 
 
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc: python's start and the imports included); 0 elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -374,6 +385,7 @@ class Trainer:
         self.stop_signal: int | None = None
         self.teacher_row: Tensor | None = None
         self.accelerator: Accelerator | None = None
+        self.clock0 = time.perf_counter() - process_age()  # time_limit_s counts from the process's start
 
     # -- reporting
 
@@ -446,6 +458,8 @@ class Trainer:
             lora_targets=sc.lora_targets or self.teacher.lora_targets,
             device=self.device,
         )
+        if sc.init:
+            self.init_student(sc.init)
         self.method.bind({name: role.module for name, role in self.roles.items()})
         self.frozen_teacher = AdapterView(self.teacher.model, None) if sc.lora_rank > 0 else self.teacher.model
         if sc.gradient_checkpointing:
@@ -481,6 +495,20 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(tomli_w.dumps(config_to_dict(cfg)))
+
+    def init_student(self, path: str) -> None:
+        """Load the student role's weights from `path`, a folder of the teacher's family and shape (an exported
+        student): fine-tuning starts from a model that already draws in few steps."""
+        tc = self.cfg.teacher
+        if "student" not in self.roles or self.roles["student"].lora:
+            raise ConfigError("student.init: this method has no full student role to initialise")
+        source = build_teacher(kind=tc.kind, path=path, controlnet=tc.controlnet, controlnet_path=tc.controlnet_path,
+                               text_tokens=self.cfg.data.text_tokens, device=self.device)  # fmt: skip
+        student = self.roles["student"].module
+        try:
+            student.load_state_dict(source.model.state_dict())
+        except RuntimeError as error:
+            raise ConfigError(f"student.init: {path} is not shaped like the teacher ({str(error)[:200]})") from error
 
     def build_method(self) -> Method:
         cls = METHODS[self.cfg.method.name]
@@ -522,7 +550,9 @@ class Trainer:
             takes = f"{self.teacher.sample_shape} samples with {sorted(self.teacher.cond_shapes)}"
             raise ConfigError(
                 f"data.kind {dc.kind!r} gives images with 'sketch' and 'text' conditions; teacher kind "
-                f"{self.teacher.kind!r} takes {takes}"
+                f"{self.teacher.kind!r} takes {takes}. In plain words: pictures with sketches train only a teacher "
+                "that draws pictures from a sketch and a caption (the bundled sketch-tiny-teacher); this teacher "
+                "draws latents from other conditions: choose the synthetic data for it, or the bundled teacher"
             )
         try:
             path = dc.path
@@ -530,7 +560,8 @@ class Trainer:
                 with self.accelerator.main_process_first():
                     root, manifest = prepare_folder(dc.path, resolution=self.teacher.sample_shape[-1],
                                                     sketch=dc.sketch, cache=dc.cache or None,
-                                                    progress=self.is_main)  # fmt: skip
+                                                    progress=self.is_main,
+                                                    name_captions=dc.name_captions)  # fmt: skip
                 path = root
                 if self.is_main:
                     print(f"data: {folder_summary(manifest)}; {'reused' if manifest['reused'] else 'prepared'} "
@@ -777,7 +808,7 @@ class Trainer:
     def export(self) -> dict[str, Any]:
         """EMA student (or, with selection, the best validated one) -> weights + manifest (main process); returns
         the "export" event."""
-        from distillation.export import export_student, merged_student
+        from distillation.export import export_student, merged_student, provenance
 
         ec = self.cfg.export
         chosen, picked = self.ema, ""
@@ -785,7 +816,9 @@ class Trainer:
             chosen = {k: v.to(self.device) for k, v in self.best.ema.items()}
             picked = f", step {self.best.step} picked by validation {self.cfg.select.metric} {self.best.score:.1f}"
         student = merged_student(self.roles["student"].module, chosen)
+        origin, licence = provenance(self.cfg)
         verb = "distilled" if self.method.sampler == "trigflow" else "trained"
+        verb = "fine-tuned" if self.cfg.student.init else verb
         result = export_student(
             teacher=self.teacher,
             student=student,
@@ -797,9 +830,10 @@ class Trainer:
             allowed_steps=ec.allowed_steps,
             guidance=ec.guidance,
             components=ec.components,
-            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps{picked}) into {self.out}",
+            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps{picked}) from {origin}; "
+            f"run folder {self.out}",
             sampler=self.method.sampler,
-            licence=self.cfg.teacher.licence,
+            licence=licence,
         )
         return {"event": "export", "manifest": str(result.manifest), "weights": str(result.weights),
                 "registry": result.registry}  # fmt: skip
@@ -808,6 +842,9 @@ class Trainer:
         elapsed = time.perf_counter() - started
         it_s = (self.step - first_step) / elapsed if elapsed > 0 else 0.0
         eta = (self.cfg.max_steps - self.step) / it_s if it_s > 0 else None
+        if self.cfg.time_limit_s:
+            left = max(0.0, self.cfg.time_limit_s - (time.perf_counter() - self.clock0))
+            eta = left if eta is None else min(eta, left)
         values = {k: _finite_or_none(v) for k, v in sorted(logs.items())}
         event = {"event": "progress", "step": self.step, "total": self.cfg.max_steps, "it_s": round(it_s, 4),
                  "eta_s": None if eta is None else round(eta, 1), **values}  # fmt: skip
@@ -822,6 +859,18 @@ class Trainer:
 
     def validating(self) -> bool:
         return self.validator is not None and self.step >= self.cfg.select.start
+
+    def out_of_time(self, started: float, first_step: int) -> bool:
+        """With time_limit_s: would one more step, then the end (checkpoint, preview, export), overrun the budget
+        (counted from the process's start)?
+        Decided from the mean step time so far, the same in every process."""
+        flag = 0.0
+        if self.cfg.time_limit_s and self.step > first_step:
+            now = time.perf_counter()
+            mean_step = (now - started) / (self.step - first_step)
+            if now - self.clock0 + 4 * mean_step + END_RESERVE_S > self.cfg.time_limit_s:
+                flag = 1.0
+        return self.all_reduce_(torch.tensor([flag], device=self.device)).item() > 0
 
     def stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.stop_signal is not None else 0.0], device=self.device)
@@ -867,6 +916,7 @@ class Trainer:
             self.preview()
         started, first_step = time.perf_counter(), self.step
         saved = previewed = validated = self.step
+        timed_out = False
         while self.step < cfg.max_steps:
             logs = self.reduce_logs(self.train_step())
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
@@ -885,6 +935,13 @@ class Trainer:
             if self.validating() and self.step % cfg.select.every == 0:
                 self.validate()
                 validated = self.step
+            if self.step < cfg.max_steps and self.out_of_time(started, first_step):
+                if self.step % cfg.log_every:
+                    self.log(logs, started, first_step)
+                timed_out = True
+                self.emit({"event": "time_limit", "step": self.step, "limit_s": cfg.time_limit_s,
+                           "seconds": round(time.perf_counter() - self.clock0, 1)})  # fmt: skip
+                break
         path = self.out / "checkpoints" / f"step_{self.step:08d}"
         if saved != self.step:
             path = self.save()
@@ -895,6 +952,8 @@ class Trainer:
         fields: dict[str, Any] = {"checkpoint": str(path)}
         if self.best is not None:
             fields["selected_step"] = self.best.step
+        if timed_out:
+            fields["reason"] = f"time limit: {self.step} of {cfg.max_steps} steps in {cfg.time_limit_s:g} s"
         if cfg.export.enabled and self.is_main and "student" in self.roles:
             event = self.export()
             self.emit(event)

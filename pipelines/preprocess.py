@@ -9,11 +9,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipelines.hed import HED, hed_edges, thin_edges
+from pipelines.lines import AUX, LinesUnavailable, aux_lines
 
 # b batch, h w height width; images here are HxWx3 uint8 RGB unless said otherwise
 MAX_UPLOAD_SIDE = 2048
 MAX_UPLOAD_PIXELS = 100_000_000
-LINE_METHODS = ("none", "canny", "lineart") + (("hed",) if HED.available() else ())
+# controlnet-aux's detectors are always named; extract_lines says why one cannot run (pipelines.lines)
+LINE_METHODS = ("none", "canny", "lineart") + (("hed",) if HED.available() else ()) + tuple(AUX)
 
 
 class InputError(ValueError):
@@ -82,6 +84,12 @@ def extract_lines(rgb: np.ndarray, method: str) -> np.ndarray:
         raise InputError(f"unknown line extractor {method!r}; choose one of {LINE_METHODS}")
     if method == "none":
         return rgb
+    if method in AUX:
+        try:
+            lines = aux_lines(rgb, method)
+        except LinesUnavailable as error:
+            raise InputError(str(error)) from error
+        return np.repeat(np.where(lines, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if method == "hed":
         edges = thin_edges(hed_edges(rgb)).astype(np.uint8) * 255

@@ -27,6 +27,8 @@ BACKENDS = {
     "sana": "pipelines.sana.engine:SanaSprintEngine",
 }
 RANDOM_INITS = ("tiny", "full")
+# components a backend cannot draw without (its engine's load refuses a manifest lacking one)
+REQUIRED = {"sd": ("base",), "sdxl": ("base",), "sana": ("base",), "tiny": ("weights",)}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Registry:
         """ready (everything on disk), downloadable (hub ids not cached, network allowed) or missing (why)."""
         if spec.random_init:
             return ModelStatus(spec, "ready", f"random weights ({spec.random_init}): tests the pipeline, draws noise")
+        absent = [role for role in REQUIRED.get(spec.backend, ()) if role not in spec.components]
+        if absent:
+            names = ", ".join(repr(role) for role in absent)
+            why = "a student exported without its base model, e.g. by a pipeline-check preset"
+            return ModelStatus(spec, "missing", f"cannot draw: the manifest names no {names} component ({why})")
         missing_local, to_download = [], []
         for role, value in spec.components.items():
             if is_local(value):

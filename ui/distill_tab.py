@@ -14,16 +14,22 @@ from PIL import Image
 
 from distillation.jobs import (
     DONE,
+    FINETUNE_PRESET,
     LIVE,
     METHODS,
     PROBE_STEPS,
     RESUMABLE,
     TEACHER_KINDS,
     Estimate,
+    EstimateTimeout,
     Job,
     JobError,
     JobStore,
     Progress,
+    check_data,
+    check_folder,
+    estimate_words,
+    finetune_overrides,
     folder_sketches,
     job_overrides,
     load_preset,
@@ -31,12 +37,17 @@ from distillation.jobs import (
     teacher_overrides,
 )
 from pipelines.engine import Request
+from pipelines.lines import usable_extractors
 from pipelines.preprocess import InputError
 from pipelines.registry import Registry
 from ui.live import LiveSessions
 
-DEFAULT_PRESET = "tiny_scm_ladd"
+DEFAULT_TEACHER = "sketch-tiny-teacher"  # the bundled teacher: works offline, on a CPU
+DEFAULT_PRESETS = ("sketch_tiny_scm_ladd", "sketch_tiny_scm")  # its student recipes: with the prepared pairs, without
 DEFAULT_PAIRS = "data/sketch_tiny/128"
+DEFAULT_MINUTES = 10
+FINETUNE_NAME = "my-style"
+UNMEASURED_STEPS = 100_000  # the fine-tune's step count when the estimate could not measure: the time budget decides
 TEACHER_SOURCES = [
     ("the preset's teacher", "preset"),
     ("a model of this app", "model"),
@@ -52,6 +63,9 @@ SKETCH_TITLES = {
     "canny": "Canny edges",
     "lineart": "line art (dark strokes of drawings)",
     "hed": "HED (learned edges)",
+    "aux_hed": "HED (controlnet-aux)",
+    "aux_pidinet": "PiDiNet (controlnet-aux)",
+    "aux_lineart": "line art (controlnet-aux)",
 }
 DATA_NOTE = (
     "Sketch pairs are made by `python -m distillation.data fetch`, then `prepare --resolution 128 --edges "
@@ -85,16 +99,104 @@ def teacher_models(registry: Registry) -> tuple[list[str], str]:
     return usable, "; ".join(notes)
 
 
+def drawable(name: str) -> bool:
+    """Whether a preset's student can be drawn with: a random-weight teacher (the pipeline checks) exports a student
+    without the base model (text encoder, VAE) an engine needs."""
+    return not load_preset_raw(name).get("teacher", {}).get("random")
+
+
+def load_preset_raw(name: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(presets()[name].read_text())
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    """The Advanced preset picker: the presets whose students draw first, the pipeline checks last and labelled so;
+    the fine-tune preset is the other path's."""
+    names = [name for name in presets() if presets()[name] != FINETUNE_PRESET]
+    good = [(name, name) for name in names if drawable(name)]
+    checks = [(f"{name} (pipeline check: random weights, its student cannot draw)", name) for name in names
+              if not drawable(name)]  # fmt: skip
+    return good + checks
+
+
+def default_preset() -> str:
+    """The bundled teacher's student recipe that can run here: with the prepared pairs (and teacher pool) the
+    shipped recipe, else sCM on synthetic conditions."""
+    for name in DEFAULT_PRESETS:
+        if name in presets():
+            try:
+                check_data(load_preset(presets()[name]))
+            except JobError:
+                continue
+            return name
+    return next(name for _, name in preset_choices())
+
+
+def free_name(registry: Registry, jobs: JobStore, base: str = FINETUNE_NAME) -> str:
+    """`base`, or `base-2`, `base-3`... : the first name no model and no job has."""
+    taken = set(registry.specs()) | {job.name for job in jobs.jobs()}
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}-{k}"
+    return name
+
+
+def finetune_check(folder: str) -> str:
+    """The folder box's answer: usable pictures and captions, or what is wrong, in plain words."""
+    if not (folder or "").strip():
+        return "Give the folder that holds your pictures (png, jpg, webp or bmp; subfolders too)."
+    try:
+        return check_folder(folder).text()
+    except JobError as error:
+        return f"**Not usable:** {error}"
+
+
+def finetune_estimate(jobs: JobStore, folder: str, minutes: float | None) -> str:
+    """ "About N minutes for M steps on this CPU" for the fine-tune path (a few seconds the first time, then at once),
+    or why not."""
+    try:
+        check = check_folder(folder)
+        if not check.images:
+            raise JobError(f"no usable pictures in {check.folder}")
+        minutes = float(minutes or 0)
+        estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
+        steps = int(finetune_overrides(folder, minutes=minutes, estimate=estimate)[-1].split("=")[1])
+        return estimate_words(estimate, steps, minutes)
+    except JobError as error:
+        return f"**No estimate:** {error}"
+
+
+def finetune_launch(jobs: JobStore, registry: Registry, folder: str, name: str, minutes: float | None) -> Job:
+    """Queue the fine-tune path's job: the folder, the name and the budget turned into steps by the estimate."""
+    check = check_folder(folder)
+    if not check.images:
+        raise JobError(f"no usable pictures in {check.folder}")
+    minutes = float(minutes or 0)
+    try:
+        estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
+        overrides = finetune_overrides(folder, minutes=minutes, estimate=estimate)
+    except EstimateTimeout:  # a busy machine: no step count, the wall-clock stop alone ends the job
+        overrides = [*finetune_overrides(folder, minutes=minutes, estimate=None), f"--max_steps={UNMEASURED_STEPS}"]
+    teacher = DEFAULT_TEACHER if DEFAULT_TEACHER in registry.specs() else ""
+    return jobs.launch(FINETUNE_PRESET, overrides, name=(name or "").strip(), teacher_model=teacher)
+
+
 def preset_fields(name: str) -> dict[str, Any]:
-    """A preset's values for the form (method, steps, learning rate, batch, LoRA rank, data kind)."""
-    cfg = load_preset(presets()[name])
+    """A preset's values for the form (method, steps, learning rate, batch, LoRA rank, data kind), read as written:
+    a preset whose data is not prepared here still fills the form (launching it says what is missing)."""
+    from distillation.config import JobConfig
+
+    raw, default = load_preset_raw(name), JobConfig()
     return {
-        "method": cfg.method.name,
-        "steps": cfg.max_steps,
-        "lr": cfg.optim.lr,
-        "batch": cfg.batch_size,
-        "lora_rank": cfg.student.lora_rank,
-        "data": cfg.data.kind,
+        "method": raw.get("method", {}).get("name", default.method.name),
+        "steps": raw.get("max_steps", default.max_steps),
+        "lr": raw.get("optim", {}).get("lr", default.optim.lr),
+        "batch": raw.get("batch_size", default.batch_size),
+        "lora_rank": raw.get("student", {}).get("lora_rank", default.student.lora_rank),
+        "data": raw.get("data", {}).get("kind", default.data.kind),
     }
 
 
@@ -152,12 +254,14 @@ def duration(seconds: float | None) -> str:
 
 
 def estimate_text(estimate: Estimate) -> str:
-    """An Estimate as one labelled paragraph."""
+    """An Estimate in plain words first ("about N minutes for M steps on this CPU"), then the figures behind it."""
+    memory = f"memory ≈ **{estimate.memory_gb:.2f} GB** (probe peak {estimate.peak_memory_gb:.2f} GB"
     return (
-        f"**Estimate** (a {PROBE_STEPS}-step probe of these settings on {estimate.device}; formulas in "
-        f"`distillation/jobs.py`): memory ≈ **{estimate.memory_gb:.2f} GB** (probe peak {estimate.peak_memory_gb:.2f} "
-        f"GB; weights and optimizer state by parameter count {estimate.weights_gb:.3f} GB), time ≈ "
-        f"**{duration(estimate.time_s)}** (set-up {estimate.setup_s:.0f} s + {estimate.max_steps} steps × "
+        f"{estimate_words(estimate, estimate.max_steps)} Needs about {estimate.memory_gb:.1f} GB of memory and "
+        f"{estimate.disk_gb * 1024:.0f} MB of disk.\n\n"
+        f"Details (a {PROBE_STEPS}-step probe of these settings on {estimate.device}; formulas in "
+        f"`distillation/jobs.py`): {memory}; weights and optimizer state by parameter count {estimate.weights_gb:.3f} "
+        f"GB), time ≈ **{duration(estimate.time_s)}** (set-up {estimate.setup_s:.0f} s + {estimate.max_steps} steps × "
         f"{estimate.s_per_step:.2f} s), disk ≈ {estimate.disk_gb * 1024:.0f} MB. Parameters: "
         f"{estimate.frozen_params:,} frozen, {estimate.trainable_params:,} trained."
     )
@@ -196,7 +300,7 @@ def progress_text(job: Job, progress: Progress) -> str:
     if job.state in RESUMABLE:
         lines.append("Resume continues in the same folder" + (" from the checkpoint." if job.resume else "."))
     if job.state == DONE:
-        where = "listed in the Live tab's model picker" if job.export == "listed" else f"registry: {job.export}"
+        where = "listed in the Live tab's model picker" if job.export == "listed" else job.export or "not exported"
         lines.append(f"Student `{job.name}`: {where}.")
     return "\n\n".join(lines)
 
@@ -276,57 +380,106 @@ def compare(
     return teacher, student, "\n\n".join(notes)
 
 
+def check_ok(folder: str) -> bool:
+    """Whether a folder path names a folder with at least one picture (the estimate is worth running)."""
+    try:
+        return check_folder(folder).images > 0
+    except JobError:
+        return False
+
+
 # ---- the tab --------------------------------------------------------------------------------------------------------
 
 
+FINETUNE_NOTE = (
+    "**What happens:** your pictures are cut to squares at the model's 128 px, their lines are traced (Canny edges, "
+    "like a sketch on the canvas) and their captions read: the `.txt` beside a picture, else its file name "
+    "(`red_house_02.png` → \"red house\"). Then the app's 1-step model `sketch-tiny` learns to turn each picture's "
+    "lines into that picture (an L1 loss) while a discriminator on the frozen `sketch-tiny-teacher` pushes its "
+    "pictures to look like yours (LADD with your folder as the real pictures). The job stops at the time budget "
+    "and the new model joins the Live tab's model picker. Measured on a style folder of 40 pictures: "
+    '`python -m bench.finetune` (README, "Fine-tune on your own pictures").'
+)
+
+
 def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry, live_model: gr.Dropdown) -> None:
-    """The Distill tab inside the current Blocks; `live_model` is the Live tab's model picker (students join it)."""
-    names = presets()
-    default = DEFAULT_PRESET if DEFAULT_PRESET in names else next(iter(names))
+    """The Distill tab inside the current Blocks; `live_model` is the Live tab's model picker (students join it).
+    Two paths: "Fine-tune on my pictures" (a folder, a name, a time budget, Start) and "Distill a teacher" (the
+    bundled teacher and its student recipe by default; every setting under Advanced)."""
+    choices = preset_choices()
+    default = default_preset()
     fields = preset_fields(default)
     teachers, teacher_note = teacher_models(registry)
+    default_teacher = DEFAULT_TEACHER if DEFAULT_TEACHER in teachers else (teachers[0] if teachers else None)
     sketch_choices = [(title, key) for key, title in SKETCH_TITLES.items() if key in folder_sketches()]
-    sketch_note = "" if "hed" in folder_sketches() else "HED: its weights are not installed"
+    sketch_note = "; ".join(f"{SKETCH_TITLES[key]}: {why}" for key, why in usable_extractors()[1].items())
     with gr.Tab("Distill", elem_id="ss-distill"):
         gr.Markdown(
-            "Distill a multi-step teacher into a 1-4 step student. One job runs at a time (others wait in the "
-            "queue); a finished student appears in the Live tab's model picker. Jobs keep running if the app "
-            "stops, and show their true state when it starts again."
+            "Make a model of your own: fine-tune the app's fast model on a folder of your pictures, or distill a "
+            "slow multi-step teacher into a 1-4 step student. One job runs at a time (others wait in the queue); "
+            "a finished model appears in the Live tab's model picker. Jobs keep running if the app stops."
         )
         with gr.Row():
             with gr.Column(scale=2):
-                preset = gr.Dropdown(list(names), value=default, label="Preset")
-                method = gr.Dropdown([(title, key) for key, title in METHODS.items()], value=fields["method"],
-                                     label="Method")  # fmt: skip
-                teacher = gr.Radio(TEACHER_SOURCES, value="preset", label="Teacher")
-                teacher_model = gr.Dropdown(teachers, value=teachers[0] if teachers else None, visible=False,
-                                            label="Teacher model", info=teacher_note or None)  # fmt: skip
-                with gr.Row(visible=False) as teacher_row:
-                    teacher_path = gr.Textbox(label="Hub id or folder", scale=3)
-                    teacher_kind = gr.Dropdown(list(TEACHER_KINDS), value="sana", label="Family", scale=1)
-                    controlnet_path = gr.Textbox(label="ControlNet: hub id or folder (optional)", scale=3)
-                data = gr.Radio(DATA_KINDS, value=fields["data"], label="Data")
-                with gr.Row(visible=fields["data"] == "sketch_pairs") as pairs_row:
-                    data_path = gr.Textbox(DEFAULT_PAIRS, label="Prepared pairs folder", scale=3)
-                with gr.Row(visible=fields["data"] == "image_folder") as folder_row:
-                    folder_path = gr.Textbox(label="Image folder", placeholder="/path/to/my_images", scale=3)
-                    sketch = gr.Dropdown(sketch_choices, value="canny", label="Sketch extractor", scale=1,
-                                         info=sketch_note or None)  # fmt: skip
-                augment = gr.Checkbox(label="hand-drawn sketch variants (random stroke width and wobble)",
-                                      visible=fields["data"] != "synthetic")  # fmt: skip
-                gr.Markdown(DATA_NOTE)
-                with gr.Row():
-                    steps = gr.Number(fields["steps"], precision=0, minimum=1, label="Steps")
-                    lr = gr.Number(fields["lr"], minimum=0, label="Learning rate")
-                    batch = gr.Number(fields["batch"], precision=0, minimum=1, label="Batch")
-                    lora_rank = gr.Number(fields["lora_rank"], precision=0, minimum=0, label="LoRA rank (0: full)")
-                gr.Markdown(RESOLUTION_NOTE)
-                student_name = gr.Textbox(label="Student name (optional)", max_length=64)
-                probe_first = gr.Checkbox(True, label=f"Estimate memory and time first ({PROBE_STEPS}-step probe)")
-                with gr.Row():
-                    estimate_btn = gr.Button("Estimate")
-                    launch_btn = gr.Button("Launch", variant="primary", elem_id="ss-launch")
-                launch_note = gr.Markdown(elem_id="ss-launch-note")
+                with gr.Tabs():
+                    with gr.Tab("Fine-tune on my pictures", elem_id="ss-ft"):
+                        ft_folder = gr.Textbox(label="Folder of your pictures", placeholder="/path/to/my_pictures",
+                                               elem_id="ss-ft-folder")  # fmt: skip
+                        ft_check = gr.Markdown(finetune_check(""), elem_id="ss-ft-check")
+                        with gr.Row():
+                            ft_name = gr.Textbox(free_name(registry, jobs), label="Name of the new model",
+                                                 max_length=64, elem_id="ss-ft-name")  # fmt: skip
+                            ft_minutes = gr.Number(DEFAULT_MINUTES, minimum=0.1, label="Time budget (minutes)",
+                                                   elem_id="ss-ft-minutes")  # fmt: skip
+                        ft_estimate = gr.Markdown(elem_id="ss-ft-estimate")
+                        ft_start = gr.Button("Start", variant="primary", elem_id="ss-ft-start")
+                        ft_note = gr.Markdown(elem_id="ss-ft-note")
+                        gr.Markdown(FINETUNE_NOTE)
+                    with gr.Tab("Distill a teacher", elem_id="ss-dt"):
+                        teacher_model = gr.Dropdown(teachers, value=default_teacher, label="Teacher model",
+                                                    info=teacher_note or None)  # fmt: skip
+                        gr.Markdown(
+                            f"Default: the bundled `{DEFAULT_TEACHER}` (offline, CPU) and its student recipe "
+                            f"`{default}`" + ("" if default == DEFAULT_PRESETS[0] else
+                            " (sCM on synthetic conditions: the shipped recipe needs the prepared sketch pairs, "
+                            "`python -m distillation.data fetch && python -m distillation.data prepare`, then "
+                            "`teacher-pool`)") + "."
+                        )  # fmt: skip
+                        student_name = gr.Textbox(label="Student name (optional)", max_length=64)
+                        with gr.Row():
+                            estimate_btn = gr.Button("Estimate")
+                            launch_btn = gr.Button("Launch", variant="primary", elem_id="ss-launch")
+                        launch_note = gr.Markdown(elem_id="ss-launch-note")
+                        with gr.Accordion("Advanced", open=False, elem_id="ss-advanced"):
+                            preset = gr.Dropdown(choices, value=default, label="Preset")
+                            method = gr.Dropdown([(title, key) for key, title in METHODS.items()],
+                                                 value=fields["method"], label="Method")  # fmt: skip
+                            teacher = gr.Radio(TEACHER_SOURCES, value="model" if default_teacher else "preset",
+                                               label="Teacher")  # fmt: skip
+                            with gr.Row(visible=False) as teacher_row:
+                                teacher_path = gr.Textbox(label="Hub id or folder", scale=3)
+                                teacher_kind = gr.Dropdown(list(TEACHER_KINDS), value="sana", label="Family", scale=1)
+                                controlnet_path = gr.Textbox(label="ControlNet: hub id or folder (optional)", scale=3)
+                            data = gr.Radio(DATA_KINDS, value=fields["data"], label="Data")
+                            with gr.Row(visible=fields["data"] == "sketch_pairs") as pairs_row:
+                                data_path = gr.Textbox(DEFAULT_PAIRS, label="Prepared pairs folder", scale=3)
+                            with gr.Row(visible=fields["data"] == "image_folder") as folder_row:
+                                folder_path = gr.Textbox(label="Image folder", placeholder="/path/to/my_images",
+                                                         scale=3)  # fmt: skip
+                                sketch = gr.Dropdown(sketch_choices, value="canny", label="Sketch extractor", scale=1,
+                                                     info=sketch_note or None)  # fmt: skip
+                            augment = gr.Checkbox(label="hand-drawn sketch variants (random stroke width and wobble)",
+                                                  visible=fields["data"] != "synthetic")  # fmt: skip
+                            gr.Markdown(DATA_NOTE)
+                            with gr.Row():
+                                steps = gr.Number(fields["steps"], precision=0, minimum=1, label="Steps")
+                                lr = gr.Number(fields["lr"], minimum=0, label="Learning rate")
+                                batch = gr.Number(fields["batch"], precision=0, minimum=1, label="Batch")
+                                lora_rank = gr.Number(fields["lora_rank"], precision=0, minimum=0,
+                                                      label="LoRA rank (0: full)")  # fmt: skip
+                            gr.Markdown(RESOLUTION_NOTE)
+                            probe_first = gr.Checkbox(True, label=f"Estimate memory and time first "
+                                                      f"({PROBE_STEPS}-step probe)")  # fmt: skip
             with gr.Column(scale=3):
                 table = gr.Dataframe(
                     job_rows(jobs.jobs()),
@@ -354,7 +507,8 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                         label="Validation FD-EffNetLite0 (lower is better; runs with [select])",
                     )
                     preview = gr.Image(label="Latest preview", type="filepath", interactive=False, height=240, scale=2)
-                log = gr.Textbox(label="Log (tail)", lines=8, max_lines=8, interactive=False, elem_id="ss-log")
+                log = gr.Textbox(label="Log (the raw JSON lines stay in the job folder's log.txt)", lines=8,
+                                 max_lines=8, interactive=False, elem_id="ss-log")  # fmt: skip
                 with gr.Accordion("Compare teacher and student on the Live tab's sketch", open=False):
                     teacher_steps = gr.Slider(1, 50, value=8, step=1, label="Teacher steps")
                     compare_btn = gr.Button("Compare")
@@ -456,11 +610,7 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
             return None, None, f"**No comparison:** {error}"
 
     preset.change(on_preset, preset, [method, steps, lr, batch, lora_rank, data])
-    teacher.change(
-        lambda t: (gr.Dropdown(visible=t == "model"), gr.Row(visible=t in ("hub", "folder"))),
-        teacher,
-        [teacher_model, teacher_row],
-    )
+    teacher.change(lambda t: gr.Row(visible=t in ("hub", "folder")), teacher, teacher_row)
     data.change(
         lambda d: (
             gr.Row(visible=d == "sketch_pairs"),
@@ -470,6 +620,25 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
         data,
         [pairs_row, folder_row, augment],
     )
+
+    def on_minutes(folder, minutes):
+        return finetune_estimate(jobs, folder, minutes) if check_ok(folder) else ""
+
+    def on_start(folder, name, minutes):
+        try:
+            launched = finetune_launch(jobs, registry, folder, name, minutes)
+        except JobError as error:
+            return f"**Not started:** {error}", gr.skip(), gr.skip()
+        running = jobs.running()
+        where = "starting now" if running is None or running.id == launched.id else f"queued behind job {running.id}"
+        note = (f"Started job **{launched.id}**: `{launched.name}` will join the Live tab's model picker when it is "
+                f"done ({where}; at most {float(minutes):g} minutes).")  # fmt: skip
+        return note, gr.Dropdown(choices=[j.id for j in jobs.jobs()], value=launched.id), free_name(registry, jobs)
+
+    for event in (ft_folder.submit, ft_folder.blur):  # the count at once, then the estimate (seconds the first time)
+        event(finetune_check, ft_folder, ft_check).then(on_minutes, [ft_folder, ft_minutes], ft_estimate)
+    ft_minutes.change(on_minutes, [ft_folder, ft_minutes], ft_estimate)
+    ft_start.click(on_start, [ft_folder, ft_name, ft_minutes], [ft_note, job, ft_name])
     estimate_btn.click(on_estimate, form, launch_note)
     launch_btn.click(on_launch, [*form, student_name, probe_first], [launch_note, job])
     cancel_btn.click(lambda j: act("cancel", j), job, action_note)

@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 
 from distillation.jobs import JobStore
+from pipelines.lines import TITLES, usable_extractors
 from pipelines.preprocess import LINE_METHODS, InputError, extract_lines, fit, is_empty, load_image
 from pipelines.registry import Registry
 from ui.canvas import CANVAS_SIZE, live_canvas
@@ -119,10 +120,13 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
                         file_types=list(UPLOAD_SUFFIXES),
                         type="filepath",
                     )
+                    usable, why_not = usable_extractors()
                     method = gr.Radio(
-                        [m for m in ("hed", "lineart", "canny", "none") if m in LINE_METHODS],
-                        value="lineart",
+                        [(TITLES[m], m) for m in usable if m in LINE_METHODS]
+                        + [("none (the picture as it is)", "none")],
+                        value=usable[0],
                         label="Turn into lines with",
+                        info="; ".join(f"{TITLES[key]}: {why}" for key, why in why_not.items()) or None,
                     )
                     preview = gr.Image(label="Lines preview", type="numpy", interactive=False)
                 use_sketch = gr.Button("Use as sketch")

@@ -5,6 +5,7 @@ from distillation.methods.dmd2 import DMD2
 from distillation.methods.flow_matching import FlowMatching
 from distillation.methods.ladd import LADD
 from distillation.methods.lcm import LCM
+from distillation.methods.paired_ladd import PairedLADD
 from distillation.methods.scm import SCM
 from distillation.methods.scm_ladd import SCMLADD
 from distillation.methods.twinflow import TwinFlow
@@ -16,7 +17,20 @@ METHODS: dict[str, type[Method]] = {
     "dmd2": DMD2,
     "twinflow": TwinFlow,
     "lcm": LCM,
+    "paired_ladd": PairedLADD,  # fine-tuning a student on a folder of pictures
     "flow_matching": FlowMatching,  # teacher pre-training on the same trainer
 }
 
-__all__ = ["DMD2", "FlowMatching", "LADD", "LCM", "METHODS", "SCM", "SCMLADD", "Method", "RoleSpec", "TwinFlow"]
+__all__ = [
+    "DMD2",
+    "FlowMatching",
+    "LADD",
+    "LCM",
+    "METHODS",
+    "SCM",
+    "SCMLADD",
+    "Method",
+    "PairedLADD",
+    "RoleSpec",
+    "TwinFlow",
+]

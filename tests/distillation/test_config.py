@@ -21,7 +21,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "distillation" / "presets"
 def test_every_preset_loads_and_round_trips(preset, tmp_path):
     # prepared data is not in the repository (python -m distillation.data prepare): point the presets that read it at
     # an empty folder, the rest of the preset is checked as written
-    data = ["--data.path=" + str(tmp_path)] if "sketch_pairs" in (PRESETS / preset).read_text() else []
+    text = (PRESETS / preset).read_text()
+    data = ["--data.path=" + str(tmp_path)] if "sketch_pairs" in text or "image_folder" in text else []
     cfg = load_config(PRESETS / preset, data)
     assert isinstance(cfg, JobConfig)
     assert config_from_dict(config_to_dict(cfg)) == cfg
@@ -67,7 +68,10 @@ def test_overrides_are_typed_and_dotted():
         ("--teacher.dtype=bfloat16", "teacher.dtype: bfloat16 frozen weights need mixed_precision"),
         ("--max_steps", "write it as --key=value"),
         ("--data.kind=photos", "data.kind: expected one of ['synthetic', 'sketch_pairs', 'image_folder']"),
-        ("--data.sketch=sobel", "data.sketch: expected one of ['canny', 'lineart', 'hed']"),
+        (
+            "--data.sketch=sobel",
+            "data.sketch: expected one of ['canny', 'lineart', 'hed', 'aux_hed', 'aux_pidinet', 'aux_lineart']",
+        ),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -437,3 +437,20 @@ def test_image_folder_trains_a_step_of_the_small_pixel_teacher(tmp_path):
         set_up(tmp_path / "none", "tiny_scm_ladd.toml", "--teacher.kind=sketch_tiny", "--teacher.random=tiny",
                "--teacher.controlnet=false", "--method.name=scm", "--optim.role_lr={}", "--data.kind=image_folder",
                f"--data.path={json.dumps(str(empty))}")  # fmt: skip
+
+
+def test_captions_from_file_names_fill_in_for_missing_ones(tmp_path):
+    from distillation.data import caption_from_name, folder_summary, prepare_folder
+
+    names = {"red_house-02.png": "red house", "myCatOnTheSofa.webp": "my cat on the sofa", "IMG_1234.jpg": "",
+             "DSC 0042 beach.jpg": "beach", "a_sun_and_a_tree_07.png": "a sun and a tree", "12.png": ""}  # fmt: skip
+    assert {name: caption_from_name(Path(name)) for name in names} == names
+
+    folder = image_folder(tmp_path / "pictures")  # no_caption.bmp has no .txt
+    _, plain = prepare_folder(folder, resolution=16, cache=tmp_path / "cache", progress=False)
+    root, named = prepare_folder(folder, resolution=16, cache=tmp_path / "cache", progress=False, name_captions=True)
+    assert plain["files_by_reason"]["caption_missing"] == ["no_caption.bmp"] and not plain["reused"]
+    assert named["files_by_reason"]["caption_from_name"] == ["no_caption.bmp"] and not named["reused"]
+    assert named["counts"]["caption_missing"] == 0 and "1 captioned from their file names" in folder_summary(named)
+    rows = [json.loads(line) for line in (root / "pairs.jsonl").read_text().splitlines()]
+    assert {row["file"]: row["caption"] for row in rows}["no_caption.bmp"] == "no caption"

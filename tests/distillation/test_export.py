@@ -9,7 +9,7 @@ import torch
 from diffusers import SanaControlNetModel, SanaTransformer2DModel
 
 from distillation.config import load_config
-from distillation.export import ExportError, export_student, merged_student
+from distillation.export import ExportError, export_student, merged_student, provenance
 from distillation.teachers import REGISTERED, SanaFlow, register_teacher
 from distillation.trainer import Trainer
 from pipelines.parameterization import FlowAsTrigFlow
@@ -49,9 +49,10 @@ def test_merged_lora_student_equals_the_adapter_and_round_trips_through_diffuser
 
     result = export_student(teacher=trainer.teacher, student=ema_student, models_dir=tmp_path / "models", name="s1")
     assert result.manifest == tmp_path / "models" / "s1.toml" and not list((tmp_path / "models").glob(".tmp-*"))
-    assert result.registry == "listed"
+    # a Sana student with no 'base' (text encoder, VAE) cannot be drawn with: exported, but never "ready"
+    assert result.registry.startswith("not usable: cannot draw: the manifest names no 'base' component")
     spec = parse_manifest(result.manifest)
-    assert Registry(tmp_path / "models").status(spec).state == "ready"
+    assert Registry(tmp_path / "models").status(spec).state == "missing"
     flow = SanaFlow(
         SanaTransformer2DModel.from_pretrained(spec.component_path("transformer")),
         SanaControlNetModel.from_pretrained(spec.component_path("controlnet")),
@@ -132,3 +133,35 @@ def test_a_registered_module_teacher_trains_and_an_unknown_backend_is_reported(t
     models = Registry(tmp_path / "models")
     assert models.list() == [] and "backend must be one of" in models.errors()["tiny-dmd2.toml"]
     assert len(list((tmp_path / "run" / "previews").glob("*.png"))) == 2
+
+
+def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_the_folder(tmp_path):
+    """The fine-tune preset on a 16 px stand-in: the student starts from `student.init` (learning rate 0: the export
+    is exactly those weights, not the teacher's), and the manifest's licence and source name the teacher's weights
+    (with their licence), the starting weights and the person's folder; a random teacher says so instead."""
+    from distillation.jobs import FINETUNE_PRESET
+    from pipelines.tiny import load_tiny, save_tiny
+    from tests.distillation.test_data import image_folder
+    from tests.distillation.test_jobs import tiny_net
+
+    teacher, start = tmp_path / "teacher", tmp_path / "start"
+    save_tiny(tiny_net(seed=0), teacher)
+    save_tiny(tiny_net(seed=1), start, extra={"kind": "trigflow"})
+    folder = image_folder(tmp_path / "my pictures")
+    paths = {"teacher.path": teacher, "student.init": start, "data.path": folder, "data.cache": tmp_path / "cache",
+             "export.models_dir": tmp_path / "models"}  # fmt: skip
+    overrides = [f"--{key}={json.dumps(str(value))}" for key, value in paths.items()]
+    overrides += ["--export.name=mine", "--max_steps=1", "--batch_size=2", "--optim.lr=0", "--optim.role_lr={}",
+                  "--preview.every=0"]  # fmt: skip
+    assert Trainer(load_config(FINETUNE_PRESET, overrides), tmp_path / "run", progress="json").run() == 0
+    manifest = parse_manifest(tmp_path / "models" / "mine.toml")
+    exported = load_tiny(tmp_path / "models" / "mine").state_dict()
+    for name, value in load_tiny(start).state_dict().items():
+        torch.testing.assert_close(exported[name], value, rtol=0, atol=0)
+    for text in (manifest.licence, manifest.source):
+        assert str(teacher) in text and str(start) in text and str(folder) in text
+    assert "OpenMoji (CC BY-SA 4.0)" in manifest.licence and "random" not in manifest.licence
+    assert manifest.source.startswith("fine-tuned by distillation.train (paired_ladd, 1 steps)")
+
+    source, licence = provenance(load_config(PRESETS / "tiny_scm_ladd.toml"))
+    assert licence == "no weights (random initialisation)" and "random weights (tiny, seed 0)" in source

@@ -20,14 +20,21 @@ from distillation.config import load_config
 from distillation.jobs import (
     DONE,
     FAILED,
+    FINETUNE_PRESET,
     INTERRUPTED,
     QUEUED,
     RUNNING,
+    STARTUP_S,
+    STOP_MARGIN_S,
     STOPPED,
     Job,
     JobError,
     JobStore,
+    check_folder,
+    estimate_words,
+    finetune_overrides,
     job_overrides,
+    readable,
 )
 from pipelines.engine import Request
 from pipelines.host import LiveHost
@@ -143,6 +150,9 @@ def test_jobs_tiny_job_runs_in_a_subprocess_reports_progress_and_its_student_dra
     assert metric_steps(store, job.id) == [1, 2, 3, 4] and store.progress(job.id).checkpoint_step == 4
     assert job.export == "listed" and [j.id for j in finished] == [job.id]
     assert job.name in models.specs()  # the store refreshed the app's registry: no restart
+    shown = store.progress(job.id).log_tail  # the log pane reads as words; the raw JSON stays in log.txt
+    assert '{"event"' not in shown and "step 4/4 · losses: " in shown and "done at step 4" in shown
+    assert '{"event": "done", "step": 4}' in (store.folder / job.id / "log.txt").read_text()
 
     host = LiveHost(models, "cpu")
     try:
@@ -177,9 +187,11 @@ def test_jobs_cancel_then_resume_continues_from_the_checkpoint_and_the_sana_stud
     starts = [json.loads(line) for line in log.splitlines() if line.startswith('{"event": "start"')]
     assert [s["step"] for s in starts] == [0, stopped_at] and log.count("--resume latest") == 1
 
-    # The tiny Sana student is exported and listed; the Sana backend serves a student's 'transformer' only beside a
-    # 'base' (tokenizer, Gemma, DC-AE), which the tiny preset's export does not name: a clear error, not a KeyError.
-    assert job.export == "listed" and models.get(job.name).backend == "sana"
+    # The tiny Sana student is exported, but the Sana backend serves a student's 'transformer' only beside a 'base'
+    # (tokenizer, Gemma, DC-AE), which the tiny preset's export does not name: never "ready", the job says why, and
+    # drawing with it anyway is a clear error, not a KeyError.
+    assert models.get(job.name).backend == "sana" and models.status(models.get(job.name)).state == "missing"
+    assert job.export.startswith("not usable: cannot draw: the manifest names no 'base' component"), job.export
     host = LiveHost(models, "cpu")
     try:
         frame = frame_for(host, job.name)
@@ -445,3 +457,57 @@ def test_jobs_an_image_folder_is_estimated_and_reaches_the_trainer_as_one_argume
         job_overrides(PRESET, models, data="image_folder", data_path="  ")
     with pytest.raises(JobError, match="sketch extractor 'sobel': one of canny, lineart, hed"):
         job_overrides(PRESET, models, data="image_folder", data_path=str(folder), sketch="sobel")
+
+
+def test_jobs_log_lines_read_as_words():
+    progress = {"event": "progress", "step": 40, "total": 431, "it_s": 0.8, "eta_s": 488.0, "student/loss": 1.08,
+                "student/adv_loss": -0.2, "heads/loss": 0.95, "heads/d_acc": 0.5}  # fmt: skip
+    assert readable(json.dumps(progress)) == (
+        "step 40/431 · losses: student 1.08, student/adv -0.2, heads 0.95 · 1.25 s/step · about 8 min 08 s left"
+    )
+    limit = {"event": "time_limit", "step": 300, "limit_s": 590.0, "seconds": 583.2}
+    assert readable(json.dumps(limit)) == (
+        "step 300: time budget reached (9 min 43 s of 9 min 50 s); finishing with what was learnt"
+    )
+    assert readable(json.dumps({"event": "export", "registry": "listed"})) == (
+        "exported: listed in the Live tab's model picker"
+    )
+    assert readable("--- 2026-01-01 10:00:00 $ python -m distillation.train x") == (
+        "--- 2026-01-01 10:00:00: training process started"
+    )
+    assert readable("Traceback (most recent call last):") == "Traceback (most recent call last):"
+    assert readable('{"event": "something new", "step": 1}') == '{"event": "something new", "step": 1}'
+
+
+def test_jobs_fine_tune_path_checks_the_folder_and_its_estimate_answers_in_seconds(make_store, tmp_path):
+    """The Distill tab's first path: the folder's usable pictures and captions are counted without preparing it;
+    a two-step trial turns the budget into steps in under 10 s, then answers at once for another folder or budget."""
+    from tests.distillation.test_data import image_folder
+
+    folder = image_folder(tmp_path / "my pictures")
+    check = check_folder(f"  {folder}  ")
+    assert (check.images, check.captioned, check.named, check.unreadable) == (5, 4, 1, ["broken.jpg"])
+    assert "**5 usable pictures**" in check.text() and "1 cannot be opened and are skipped: broken.jpg" in check.text()
+    with pytest.raises(JobError, match="does not exist"):
+        check_folder(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JobError, match="no pictures in"):
+        check_folder(str(tmp_path / "empty"))
+    with pytest.raises(JobError, match="more than 0 minutes"):
+        finetune_overrides(str(folder), minutes=0, estimate=None)
+
+    store = make_store(start=False)
+    started = time.perf_counter()
+    estimate = store.quick_estimate(FINETUNE_PRESET, finetune_overrides(str(folder), minutes=10, estimate=None))
+    assert time.perf_counter() - started < 10 and estimate.device == "cpu" and estimate.s_per_step > 0
+    overrides = finetune_overrides(str(folder), minutes=10, estimate=estimate)
+    cfg = load_config(FINETUNE_PRESET, overrides)
+    assert cfg.data.path == str(folder) and cfg.time_limit_s == 600 - STOP_MARGIN_S and cfg.student.init
+    assert STARTUP_S + estimate.setup_s + cfg.max_steps * estimate.s_per_step < cfg.time_limit_s  # the steps fit
+    words = estimate_words(estimate, cfg.max_steps, 10)
+    assert f"for {cfg.max_steps} steps** on this CPU" in words and "stops at 10 minutes" in words
+    started = time.perf_counter()
+    again = store.quick_estimate(FINETUNE_PRESET, finetune_overrides(str(tmp_path), minutes=3, estimate=None))
+    assert again == estimate and time.perf_counter() - started < 1
+    job = store.launch(FINETUNE_PRESET, overrides, name="mine")  # every pre-start check passes (teacher, data, disk)
+    assert job.state == QUEUED and job.total == cfg.max_steps

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from distillation.methods import DMD2, LADD, LCM, METHODS, SCM, SCMLADD, TwinFlow
+from distillation.methods import DMD2, LADD, LCM, METHODS, SCM, SCMLADD, PairedLADD, TwinFlow
 from distillation.methods.base import teacher_F
 from distillation.methods.lcm import lcm_consistency
 from distillation.toy import (
@@ -24,7 +24,7 @@ LADD_KWARGS = dict(feature_layers=FEATURE_LAYERS, feature_channels=(HIDDEN,) * 3
 
 
 def make_method(name):
-    kwargs = LADD_KWARGS if name in ("ladd", "scm_ladd") else {}
+    kwargs = LADD_KWARGS if name in ("ladd", "scm_ladd", "paired_ladd") else {}
     return METHODS[name](**kwargs)
 
 
@@ -166,6 +166,47 @@ def test_dmd2_gan_term_trains_the_classifier_with_the_fake_score(teacher, batch)
 def test_lcm_consistency_function_is_identity_at_s0(teacher):
     x_s = torch.randn(8, 2)
     torch.testing.assert_close(lcm_consistency(teacher, x_s, torch.zeros(8)), x_s, rtol=0, atol=1e-6)
+
+
+def test_paired_ladd_without_its_l1_term_is_ladd(teacher, batch):
+    """recon_weight = 0: the generator loss is LADD's, draw for draw (same heads, same random state; the heads in
+    eval mode, so their spectral norm's power iteration does not move between the two calls)."""
+    ladd, paired = LADD(**LADD_KWARGS), PairedLADD(**LADD_KWARGS, recon_weight=0.0, max_time_prob=0.5, p_mean_d=-0.6)
+    models = bound(ladd, teacher)
+    models["heads"].eval()
+    paired.bind(models)
+    torch.manual_seed(3)
+    expected = ladd.loss("student", batch, 0)["loss"]
+    torch.manual_seed(3)
+    got = paired.loss("student", batch, 0)
+    assert torch.allclose(got["loss"], expected) and got["recon_loss"] > 0
+
+
+def test_paired_ladd_l1_term_pulls_the_one_step_picture_to_its_pair(teacher):
+    """Targets shifted away from the teacher's ring: the L1 term alone (adv_weight 0) moves the student's 1-step
+    pictures (t = pi/2) towards them, and its loss falls."""
+    method = PairedLADD(**LADD_KWARGS, adv_weight=0.0, max_time_prob=1.0)
+    models = bound(method, teacher)
+    optimizers = make_optimizers(method, models, {"default": 1e-3})
+    batch = {"x0": SIGMA_D * (ring_samples(32, torch.Generator().manual_seed(0)) + torch.tensor([2.0, 0.0]))}
+    torch.manual_seed(0)
+    first = method.loss("student", batch, 0)["recon_loss"].item()
+    for step in range(40):
+        optimizers["student"].zero_grad()
+        method.loss("student", batch, step)["loss"].backward()
+        optimizers["student"].step()
+    torch.manual_seed(0)
+    assert method.loss("student", batch, 0)["recon_loss"].item() < 0.85 * first  # measured: 0.78
+
+
+def test_paired_l1_on_pooled_pictures_leaves_texture_to_the_adversarial_term():
+    from distillation.methods.paired_ladd import paired_l1
+
+    x0 = torch.rand(2, 3, 16, 16)
+    grain = 0.2 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(8, 8)  # zero mean in every 2x2 block
+    assert paired_l1(x0 + grain, x0).item() == pytest.approx(0.2, abs=1e-6)
+    assert paired_l1(x0 + grain, x0, pool=4).item() == pytest.approx(0.0, abs=1e-6)
+    assert paired_l1(x0 + 0.1, x0, pool=4).item() == pytest.approx(0.1, abs=1e-6)  # a colour shift still costs
 
 
 def test_minimum_batches():

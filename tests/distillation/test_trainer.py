@@ -323,3 +323,41 @@ def test_export_cli_re_exports_a_finished_run_with_new_export_settings(tmp_path,
     assert (run / "metrics.jsonl").read_text() == metrics
     assert export.main([str(run), "--optim.lr=1.0"]) == 2
     assert "only export.* and teacher.licence" in capsys.readouterr().err
+
+
+def test_time_limit_ends_the_run_as_done_when_the_next_step_would_not_fit(tmp_path, capsys):
+    """time_limit_s is a wall-clock stop counted from the process's start: with the budget all but spent after
+    set-up, the run takes one step (to measure one), then ends as done, exported, the reason in status.json; with
+    room to spare it runs to max_steps."""
+    import time
+
+    models = json.dumps(str(tmp_path / "m"))
+    quiet = ["--preview.every=0", "--checkpoint_every=0", f"--export.models_dir={models}"]
+    cfg = load_config(PRESETS / "tiny_scm_ladd.toml", ["--max_steps=3", "--time_limit_s=1000", *quiet])
+    trainer = Trainer(cfg, tmp_path / "run", progress="json")
+    trainer.setup()
+    trainer.clock0 = time.perf_counter() - 998  # 2 s left: less than one step, 3 step-times and the end reserve
+    assert trainer.train() == 0
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "done" and status["step"] == 1
+    assert status["reason"] == "time limit: 1 of 3 steps in 1000 s"
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events][-4:] == ["time_limit", "checkpoint", "export", "done"]
+    assert events[-4]["seconds"] >= 998
+
+    trainer = Trainer(cfg, tmp_path / "run2", progress="json")
+    trainer.setup()
+    assert trainer.train() == 0
+    status = json.loads((tmp_path / "run2" / "status.json").read_text())
+    assert status["step"] == 3 and "reason" not in status
+    assert '"event": "time_limit"' not in capsys.readouterr().out
+
+
+def test_the_time_limit_counts_from_the_process_start():
+    """A fresh process reports the seconds since its start: python's start and the imports count against a budget."""
+    import subprocess
+    import sys
+
+    code = "import time; time.sleep(1.2); from distillation.trainer import process_age; print(process_age())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert 1.2 <= float(done.stdout) < 60

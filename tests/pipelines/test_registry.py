@@ -48,6 +48,22 @@ def test_missing_local_weights_and_offline_hub_are_missing_with_reasons(tmp_path
     assert registry.status(registry.get("hub")).state == "downloadable"
 
 
+def test_a_student_without_the_base_its_backend_draws_with_is_never_ready(tmp_path):
+    """A pipeline check's Sana student names its transformer but no 'base' (text encoder, VAE): its engine refuses
+    it, so the Models tab must not call it ready."""
+    (tmp_path / "student").mkdir()
+    write(
+        tmp_path,
+        "student",
+        'name = "student"\ntitle = "T"\nbackend = "sana"\n[components]\ntransformer = "./student"\n',
+    )
+    write(tmp_path, "whole", BASE.format(name="whole", components='base = "./student"'))
+    registry = Registry(tmp_path, allowed_roots=(tmp_path,))
+    status = registry.status(registry.get("student"))
+    assert status.state == "missing" and "cannot draw: the manifest names no 'base' component" in status.reason
+    assert registry.status(registry.get("whole")).state == "ready"
+
+
 def test_unknown_model_names_the_known_ones(tmp_path):
     write(tmp_path, "only", BASE.format(name="only", components='base = "a/b"'))
     with pytest.raises(ModelError, match="only"):

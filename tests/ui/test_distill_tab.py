@@ -128,7 +128,8 @@ def test_distill_tab_shows_the_folder_box_and_only_usable_extractors(models, tmp
     assert isinstance(by_label["Image folder"], gr.Textbox)
     extractor = by_label["Sketch extractor"]
     assert [value for _, value in extractor.choices] == ["canny", "lineart"]  # no HED without its weights
-    assert "HED: its weights are not installed" in extractor.info
+    assert "HED (learned edges): its weights are not installed" in extractor.info  # and why the others are not
+    assert "PiDiNet (controlnet-aux): its weights (table5_pidinet.pth" in extractor.info
     assert ("a folder of your images, each with an optional same-name .txt caption", "image_folder") in [
         tuple(choice) for choice in by_label["Data"].choices
     ]
@@ -227,7 +228,7 @@ def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_say
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
 def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_live_picker(tmp_path, monkeypatch):
-    from bench.distill_ui import job_status, open_distill_tab, wait_for_status
+    from bench.distill_ui import job_status, open_distill_tab, open_distill_teacher, wait_for_status
     from bench.e2e import browser, draw_stroke, running_app, wait_idle
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -237,6 +238,7 @@ def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_liv
         browser() as chromium,
     ):
         page = open_distill_tab(chromium, url)
+        open_distill_teacher(page, advanced=True)
         page.get_by_label("a model of this app").check()
         page.get_by_label("Method").click()
         page.get_by_role("option", name="sCM (consistency only)").click()
@@ -268,3 +270,123 @@ def test_distill_tab_browser_launch_shows_progress_and_the_student_joins_the_liv
         stats = page.evaluate("() => window.__ss.stats")
         assert stats["frames"] >= 1 and stats["errors"] == 0
         assert "error" not in page.locator("#ss-notice").inner_text().lower()
+
+
+def draws_on_the_live_canvas(page, model: str) -> None:
+    """Pick `model` in the Live tab's picker, draw a stroke: frames come back and none is an error."""
+    from bench.e2e import draw_stroke, wait_idle
+
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("combobox", name="Model", exact=True).first.click()
+    page.get_by_role("option", name=model, exact=True).click()
+    page.wait_for_timeout(500)
+    draw_stroke(page, 1)
+    wait_idle(page, timeout_s=60)
+    stats = page.evaluate("() => window.__ss.stats")
+    assert stats["frames"] >= 1 and stats["errors"] == 0, stats
+    assert "error" not in page.locator("#ss-notice").inner_text().lower()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_distill_tab_browser_fine_tune_on_my_pictures_then_draw_with_the_new_model(tmp_path, monkeypatch):
+    """Issue 24's first path as a person takes it: a folder, the check and the estimate, a (small) budget, Start;
+    when it is done the new model is in the Live tab's picker and draws."""
+    from bench.distill_ui import open_distill_tab, wait_for_status
+    from bench.e2e import browser, running_app
+    from bench.finetune import style_folder
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    folder = tmp_path / "my pictures"
+    style_folder(folder, 6)
+    models = make_teacher_models(tmp_path / "models")
+    with (
+        running_app(models_dir=models, jobs=tmp_path / "jobs", outputs=tmp_path / "outputs") as (url, _),
+        browser() as chromium,
+    ):
+        page = open_distill_tab(chromium, url)
+        box = page.locator("#ss-ft-folder textarea, #ss-ft-folder input").first
+        box.fill(str(folder))
+        box.press("Tab")
+        page.locator("#ss-ft-check").get_by_text("6 usable pictures").wait_for(timeout=30_000)
+        assert (
+            "1 with a caption (.txt beside it), 5 captioned from the file name"
+            in page.locator("#ss-ft-check").inner_text()
+        )
+        page.locator("#ss-ft-estimate").get_by_text("steps").wait_for(timeout=120_000)
+        assert "on this CPU" in page.locator("#ss-ft-estimate").inner_text()
+        assert page.locator("#ss-ft-name textarea, #ss-ft-name input").first.input_value() == "my-style"
+        minutes = page.locator("#ss-ft-minutes input")
+        minutes.fill("0.4")  # the default is 10; a short budget keeps the test short
+        minutes.press("Tab")
+        page.locator("#ss-ft-start").click()
+        page.wait_for_function("/Started job|Not started/.test(document.querySelector('#ss-ft-note').innerText)",
+                               timeout=120_000)  # fmt: skip
+        assert "Started job" in page.locator("#ss-ft-note").inner_text()
+        status = wait_for_status(page, "· done", timeout_s=300)
+        assert "Student my-style: listed in the Live tab's model picker." in status
+        log = page.locator("#ss-log textarea").input_value()
+        assert "data ready: 6 pictures" in log and '{"event"' not in log
+        draws_on_the_live_canvas(page, "my-style")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
+def test_distill_tab_browser_default_distill_launch_gives_a_student_that_draws(tmp_path, monkeypatch):
+    """ "Distill a teacher" with its defaults (the bundled teacher, its runnable student recipe, the estimate first),
+    only the step count lowered for the test: the student is ready and draws."""
+    from bench.distill_ui import open_distill_tab, open_distill_teacher, wait_for_status
+    from bench.e2e import browser, running_app
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(MODELS_DIR / "sketch-tiny-teacher", models / "sketch-tiny-teacher")
+    shutil.copy(MODELS_DIR / "sketch-tiny-teacher.toml", models)
+    with (
+        running_app(models_dir=models, jobs=tmp_path / "jobs", outputs=tmp_path / "outputs") as (url, _),
+        browser() as chromium,
+    ):
+        page = open_distill_tab(chromium, url)
+        open_distill_teacher(page, advanced=True)
+        assert page.get_by_label("Teacher model").input_value() == "sketch-tiny-teacher"
+        steps = page.get_by_label("Steps", exact=True)
+        steps.fill("3")
+        steps.press("Tab")
+        page.locator("#ss-launch").click()
+        page.locator("#ss-launch-note").get_by_text("Launched job").wait_for(timeout=300_000)
+        status = wait_for_status(page, "· done", timeout_s=300)
+        assert "listed in the Live tab's model picker" in status, status
+        student = status.split("Student ")[1].split(":")[0].strip("` \n")
+        assert student.startswith("sketch-tiny-scm-")
+        draws_on_the_live_canvas(page, student)
+
+
+def test_distill_tab_defaults_work_here_and_pipeline_checks_come_last_labelled(models, tmp_path, monkeypatch):
+    from distillation.jobs import Estimate
+    from ui import distill_tab
+    from ui.distill_tab import default_preset, estimate_text, finetune_check, free_name, preset_choices
+
+    choices = preset_choices()
+    names = [name for _, name in choices]
+    assert "finetune_sketch_tiny" not in names  # the other path's
+    checks = [label for label, name in choices if name.startswith("tiny_")]
+    assert checks and names[-len(checks) :] == ["tiny_dmd2", "tiny_scm_ladd"]
+    assert all("pipeline check: random weights, its student cannot draw" in label for label in checks)
+    assert default_preset() == "sketch_tiny_scm"  # no prepared pairs in a fresh clone: the runnable recipe
+    monkeypatch.setattr(distill_tab, "load_preset", lambda path: path)  # as if data/sketch_tiny/128 were prepared
+    monkeypatch.setattr(distill_tab, "check_data", lambda cfg: None)
+    assert default_preset() == "sketch_tiny_scm_ladd"
+
+    assert "Give the folder" in finetune_check("  ")
+    assert finetune_check(str(tmp_path / "nowhere")).startswith("**Not usable:**")
+    store = JobStore(tmp_path / "jobs", models, gpus=0, start=False)
+    assert free_name(models, store) == "my-style" and free_name(models, store, "tiny-teacher") == "tiny-teacher-2"
+
+    estimate = Estimate(device="cpu", max_steps=100, frozen_params=1, trainable_params=1, student_params=1,
+                        setup_s=2.0, s_per_step=3.0, peak_memory_gb=0.7, weights_gb=0.1, memory_gb=0.71,
+                        time_s=302.0, disk_gb=0.1)  # fmt: skip
+    text = estimate_text(estimate)
+    assert text.startswith("**About 5 minutes for 100 steps** on this CPU (3.00 s a step, measured just now).")
+    assert estimate_text(dataclasses.replace(estimate, max_steps=3)).startswith("**Under a minute for 3 steps**")
+    assert "Needs about 0.7 GB of memory" in text
