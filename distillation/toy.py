@@ -49,7 +49,7 @@ DEPTH = 4  # hidden layers of FlowMLP (teacher, student, fake score, LADD backbo
 INPUT_SCALE = 16.0
 MARKERS = ("<!-- toy:begin -->", "<!-- toy:end -->")
 # the distillation methods (flow_matching pre-trains teachers: it has no 1-step student to judge)
-DISTILLERS = [name for name, cls in METHODS.items() if cls.sampler == "trigflow"]
+DISTILLERS = [name for name, cls in METHODS.items() if cls.sampler == "trigflow" and not cls.needs_pairs]
 TEACHERS, SEEDS = ("gmm", "mlp"), (0, 1, 2)
 
 

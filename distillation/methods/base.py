@@ -48,6 +48,8 @@ class Method:
     min_batch: int = 1
     # how the trained "student" is sampled: "trigflow" (1-4 consistency steps) or "flow" (Euler on the flow ODE)
     sampler: str = "trigflow"
+    # True when batch["x0"] must be real pictures paired with the batch's conditions (fine-tuning), not teacher samples
+    needs_pairs: bool = False
 
     def roles(self) -> dict[str, RoleSpec]:
         """Role name -> RoleSpec."""

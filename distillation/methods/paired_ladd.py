@@ -34,6 +34,8 @@ class PairedLADD(LADD):
     frozen teacher feeding the discriminator), heads (new). batch["x0"] must be the real pictures of the batch's
     conditions (data.kind = "image_folder" or "sketch_pairs"), not teacher samples."""
 
+    needs_pairs = True
+
     def __init__(
         self,
         *,

@@ -46,7 +46,8 @@ def test_a_run_writes_progress_metrics_previews_checkpoints_and_an_export_then_r
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_00000001", "step_00000002"]
     export = events[-2]
     assert Path(export["manifest"]).is_file() and (Path(export["weights"]) / "transformer" / "config.json").is_file()
-    assert export["registry"] == "listed"
+    # tiny_scm_ladd is a pipeline check: its student has no base model, so the registry never calls it usable
+    assert export["registry"].startswith("not usable: cannot draw")
     assert json.loads((out / "status.json").read_text())["state"] == "done"
 
     assert train.main([str(PRESET), "--max_steps=3", "--out", str(out), "--resume", "latest"]) == 0
