@@ -231,11 +231,11 @@ def prepare(
                 counts[name]["skipped_corrupt"] += 1
                 errors[name][type(error).__name__] += 1
                 continue
-            ink = ink_fraction(pair.sketch)
-            if ink < MIN_INK:
+            inks = [ink_fraction(pair.sketch), ink_fraction(pair.sketch_alt)]
+            if min(inks) < MIN_INK:
                 counts[name]["dropped_empty"] += 1
                 continue
-            if ink > MAX_INK:
+            if max(inks) > MAX_INK:
                 counts[name]["dropped_all_black"] += 1
                 continue
             digest = hashlib.sha1(pair.image.tobytes()).digest()

@@ -28,6 +28,7 @@ from pipelines.strokes import BRUSH_WIDTHS, CANVAS_SIZE, Stroke, model_sketch, r
 # ---- finding a picture's lines (analysis pixels are relative to a 256 px picture; other sizes scale them)
 REGION_COLOURS = 6  # k of the k-means that splits a picture into colour regions
 REGION_SAMPLE = 6000  # pixels that k-means sees
+MIN_CONTRAST = 20.0  # Lab distance below which two neighbouring regions are shading or a gradient's bands: no line
 INK_LIGHTNESS = 40.0  # Lab L below which a thin region is a drawn line (an outline), not a coloured area
 INK_WIDTH = 9  # px: dark regions thinner than this are lines; their centre line is drawn once, not both borders
 MERGE_WIDTH = 3  # px: borders closer than this merge into one line
@@ -95,9 +96,13 @@ def region_lines(rgb: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -
     centres, _ = kmeans(sample, REGION_COLOURS, rng, iterations=8)
     labels[drawing] = 1 + nearest(pixels, centres).astype(np.uint8)
     labels = cv2.medianBlur(labels, 5 if size >= 128 else 3)  # anti-aliased fringes are not regions
+    colours = np.concatenate([[[100.0, 0.0, 0.0]], centres])  # label 0 is the paper
+    contrast = np.sqrt(((colours[:, None] - colours[None]) ** 2).sum(-1)) >= MIN_CONTRAST
+    contrast[0, :] = contrast[:, 0] = True  # the silhouette is always a line
+    contrast[np.arange(len(colours)), np.arange(len(colours))] = False
     border = np.zeros(alpha.shape, bool)
-    border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    border[1:, :] |= labels[1:, :] != labels[:-1, :]
+    border[:, 1:] |= contrast[labels[:, 1:], labels[:, :-1]]
+    border[1:, :] |= contrast[labels[1:, :], labels[:-1, :]]
     near_ink = cv2.dilate(thin.astype(np.uint8), _disk(_px(size, 3) + 2)) > 0
     lines = (border & ~near_ink) | skeletonize(thin)
     return merge_lines(lines, _px(size, MERGE_WIDTH))
@@ -233,16 +238,18 @@ def freehand_strokes(
     width: float | None = None,
 ) -> list[Stroke]:
     """A picture's polylines (pixels of a `size` px picture) and which of them lie on its silhouette -> the strokes a
-    person would draw: mostly the outline, interior details kept at random (short ones less often), one brush width
+    person would draw: mostly the outline (the longest line always), interior details kept at random (short ones less
+    often), one brush width
     (sampled log-uniformly over BRUSH_WIDTHS unless given), each stroke wobbled."""
     low, high = BRUSH_WIDTHS
     width = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if width is None else width
     detail, amplitude = rng.uniform(*DETAIL), rng.uniform(*WOBBLE)
+    longest = max(range(len(polylines)), key=lambda i: len(polylines[i]), default=-1)
     strokes = []
-    for polyline, on_outline in zip(polylines, outline, strict=True):
+    for i, (polyline, on_outline) in enumerate(zip(polylines, outline, strict=True)):
         points = to_canvas(simplify(polyline, SIMPLIFY * size / 256), size)
         span = length(points)
-        keep = P_OUTLINE if on_outline else detail * min(1.0, span / DETAIL_LENGTH)
+        keep = 1.0 if i == longest else P_OUTLINE if on_outline else detail * min(1.0, span / DETAIL_LENGTH)
         if span < MIN_STROKE or rng.random() >= keep:
             continue
         for piece in split_at_corners(points, rng):
