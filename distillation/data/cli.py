@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=0, help="seeds every random choice (with each item's id)")
     prep.add_argument("--timeout", type=float, default=20.0, help="seconds allowed to read one file")
     prep.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy machine)")
+    prep.add_argument("--workers", type=int, default=1, help="processes drawing items (same result for any number)")
     folder_p = commands.add_parser("folder", help="prepare a folder of images with optional same-name .txt captions")
     folder_p.add_argument("path", type=Path, help="the folder (searched recursively)")
     folder_p.add_argument("--resolution", type=int, default=128, help="side in pixels: the teacher's sample size")
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> dict:
             max_per_source=args.max_per_source,
             seed=args.seed,
             timeout=args.timeout,
+            workers=args.workers,
         )
         target = args.out / str(args.resolution)
         return {

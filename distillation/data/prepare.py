@@ -15,8 +15,10 @@ items or sources were prepared with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -151,6 +153,26 @@ def make_pair(
     return Pair(rgb, sketches[0], sketches[1], kind, colour_words(rgb, alpha, (0, *RECOLOUR_SHIFTS)))
 
 
+def try_pair(
+    item: Item,
+    *,
+    size: int,
+    seed: int,
+    edge_share: float,
+    edges: str,
+    work_size: int,
+    stroke: float | None,
+    timeout: float,
+) -> Pair | str:
+    """make_pair with the item's own seeded choices and sketch kind; an unreadable item gives its error's name."""
+    kind = sketch_kind(item.id, seed=seed, edge_share=edge_share, edges=edges)
+    rng = item_rng(seed, item.id)
+    try:
+        return make_pair(item, size, kind=kind, rng=rng, work_size=work_size, stroke=stroke, timeout=timeout)
+    except Exception as error:  # a corrupt or unsupported file is skipped and counted, never fatal
+        return type(error).__name__
+
+
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """np.savez_compressed through a temporary name: a crash leaves no truncated .npz behind."""
     partial = path.with_name(path.name + ".partial")
@@ -194,9 +216,11 @@ def prepare(
     max_per_source: int | None = None,
     seed: int = 0,
     timeout: float = 20.0,
+    workers: int = 1,
     progress: bool = True,
 ) -> dict:
-    """Render, sketch, caption, split and embed the fetched sources into out/<resolution>/; returns the manifest."""
+    """Render, sketch, caption, split and embed the fetched sources into out/<resolution>/ (items drawn by `workers`
+    processes; the result does not depend on how many); returns the manifest."""
     unknown = [name for name in sources if name not in SOURCES]
     if unknown:
         raise DataError(f"unknown source(s) {unknown}; choose from {list(SOURCES)}")
@@ -211,25 +235,37 @@ def prepare(
     counts: dict[str, Counter] = {}
     errors: dict[str, Counter] = {}
     seen: set[bytes] = set()
+    work = functools.partial(
+        try_pair,
+        size=resolution,
+        seed=seed,
+        edge_share=edge_share,
+        edges=edge_method,
+        work_size=work_size,
+        stroke=stroke,
+        timeout=timeout,
+    )
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     for name in sources:
         listed = list_items(cache, name)
         limits = [limit for limit in (SOURCES[name].limit, max_per_source) if limit is not None]
         items = subset(listed, min(limits) if limits else None)
         counts[name], errors[name] = Counter(listed=len(listed), used=len(items)), Counter()
         interval = 1.0 if sys.stderr.isatty() else 30.0
+        results = pool.imap(work, items, chunksize=8) if pool else map(work, items)
         bar = tqdm(
-            items, f"{name} @{resolution}px", unit="item", disable=not progress, file=sys.stderr, mininterval=interval
+            results,
+            f"{name} @{resolution}px",
+            total=len(items),
+            unit="item",
+            disable=not progress,
+            file=sys.stderr,
+            mininterval=interval,
         )
-        for item in bar:
-            kind = sketch_kind(item.id, seed=seed, edge_share=edge_share, edges=edge_method)
-            try:
-                rng = item_rng(seed, item.id)
-                pair = make_pair(
-                    item, resolution, kind=kind, rng=rng, work_size=work_size, stroke=stroke, timeout=timeout
-                )
-            except Exception as error:  # a corrupt or unsupported file is skipped and counted, never fatal
+        for item, pair in zip(items, bar, strict=True):
+            if isinstance(pair, str):
                 counts[name]["skipped_corrupt"] += 1
-                errors[name][type(error).__name__] += 1
+                errors[name][pair] += 1
                 continue
             inks = [ink_fraction(pair.sketch), ink_fraction(pair.sketch_alt)]
             if min(inks) < MIN_INK:
@@ -248,7 +284,10 @@ def prepare(
             rows[split].append(Row(item, pair, concept, item.style or SOURCES[name].style))
             counts[name]["kept"] += 1
             counts[name][f"kept_{split}"] += 1
-            counts[name][f"sketch_{kind}"] += 1
+            counts[name][f"sketch_{pair.kind}"] += 1
+    if pool:
+        pool.close()
+        pool.join()
     render_seconds = time.perf_counter() - started
     for split, split_rows in rows.items():  # a seeded order, so the first n held-out pairs mix every source
         order = np.random.default_rng([seed, 7 + len(split)]).permutation(len(split_rows))
@@ -344,6 +383,7 @@ def prepare(
             for name in sources
         },
         "attribution": " | ".join(SOURCES[name].credit for name in sources),
+        "workers": workers,
         "seconds": {
             "render": round(render_seconds, 1),
             "embed": round(embed_seconds, 1),

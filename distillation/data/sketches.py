@@ -70,7 +70,7 @@ def _px(size: int, at_256: float) -> int:
 def merge_lines(lines: np.ndarray, width: int) -> np.ndarray:
     """Lines closer than `width` px -> one centre line (dilate, then skeletonise)."""
     if width <= 1 or not lines.any():
-        return lines.astype(bool)
+        return skeletonize(lines)
     return skeletonize(cv2.dilate(lines.astype(np.uint8), _disk(width)) > 0)
 
 
