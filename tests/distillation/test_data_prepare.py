@@ -86,7 +86,10 @@ def fake_cache(root: Path) -> Path:
         "green-square-dark-skin-tone": {"body": body.format("#111")},  # a variant: not listed
         "hidden-square": {"body": body.format("#000"), "hidden": True},
     }
-    write(root / "twemoji" / "package" / "icons.json", json.dumps({"prefix": "twemoji", "icons": icons, "width": 36}))
+    write(
+        root / "twemoji" / "package" / "icons.json",
+        json.dumps({"prefix": "twemoji", "icons": icons, "width": 36, "height": 36}),
+    )
     for name in ("openmoji", "openclipart", "tuxpaint", "twemoji"):
         fetched(root, name)
     return root
