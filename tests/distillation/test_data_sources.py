@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -124,4 +125,4 @@ def test_extraction_keeps_only_wanted_regular_files(tmp_path):
 
 def test_clipart_captions_skip_boilerplate_titles():
     head = "<dc:title>Part of the Flat Icon Collection</dc:title><rdf:li>hash</rdf:li><rdf:li>printer</rdf:li>"
-    assert clipart_caption(head, __import__("pathlib").Path("computer/printer_01.svg")) == "printer"
+    assert clipart_caption(head, Path("computer/printer_01.svg")) == "printer"
