@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -51,10 +51,13 @@ def caption(concept: str, colours: Sequence[str], style: str) -> str:
     return ", ".join(part for part in (concept, join_words(colours), style) if part)
 
 
-def recoloured_concept(concept: str, shift: int) -> str:
-    """A concept name whose colour words follow a hue rotation: "red apple" at 120 degrees -> "green apple"."""
+def recoloured_concept(concept: str, shift: int, becomes: Mapping[str, str] | None = None) -> str:
+    """A concept name whose colour words follow a hue rotation: "red apple" at 120 degrees -> "green apple". A colour
+    the picture shows becomes what its pixels became (`becomes`, from colours.name_picture); any other colour word
+    becomes what its focal colour becomes."""
+    becomes = becomes or {}
     words = concept.split(" ")
-    return " ".join(recoloured_term(word, shift) if word in BASIC_TERMS else word for word in words)
+    return " ".join(becomes.get(w, recoloured_term(w, shift)) if w in BASIC_TERMS else w for w in words)
 
 
 def embed_captions(texts: Sequence[str], *, chunk: int = 1024, progress: bool = False) -> np.ndarray:

@@ -9,6 +9,7 @@ HSV; the recoloured picture is named by the same function, so its caption says t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -89,27 +90,47 @@ def drawing_pixels(rgb: np.ndarray, alpha: np.ndarray, *, sample: int = SAMPLE) 
     return pixels[:: len(pixels) // sample][:sample] if len(pixels) > sample else pixels
 
 
-def colour_words(rgb: np.ndarray, alpha: np.ndarray, shifts: Sequence[int] = (0,)) -> list[list[str]]:
+class Naming(NamedTuple):
+    """A picture's colours after one hue rotation."""
+
+    words: list[str]  # the basic terms it shows, most frequent first
+    becomes: dict[str, str]  # each term of the unrotated picture -> the term its largest cluster shows after rotation
+
+
+def cluster_terms(pixels: np.ndarray, labels: np.ndarray, shares: np.ndarray) -> list[str]:
+    """The basic term of each cluster's mean colour (in Lab) of RGB pixels (n, 3) with cluster labels (n,)."""
+    lab = to_lab(pixels)
+    means = np.stack([np.bincount(labels, lab[:, d], minlength=len(shares)) for d in range(3)], 1)
+    return name_colours((means / np.maximum(shares * len(labels), 1)[:, None]).astype(np.float32)).tolist()
+
+
+def name_picture(rgb: np.ndarray, alpha: np.ndarray, shifts: Sequence[int] = (0,)) -> list[Naming]:
     """The basic colour terms a picture shows after each hue rotation in `shifts` (0 = as it is), most frequent first:
-    at most MAX_WORDS, each with >= MIN_SHARE of the drawing. The colours are clustered once (k-means in Lab); each
-    cluster's pixels are recoloured, averaged in Lab and named."""
+    at most MAX_WORDS, each with >= MIN_SHARE of the drawing, and what each of its own colours became. The colours
+    are clustered once (k-means in Lab); each cluster's pixels are recoloured, averaged in Lab and named."""
     pixels = drawing_pixels(rgb, alpha)
     if len(pixels) == 0:
-        return [[] for _ in shifts]
+        return [Naming([], {}) for _ in shifts]
     _, labels = kmeans(to_lab(pixels), CLUSTERS, np.random.default_rng(0))
-    count = int(labels.max()) + 1
-    shares = np.bincount(labels, minlength=count) / len(labels)
+    shares = np.bincount(labels, minlength=int(labels.max()) + 1) / len(labels)
+    original = cluster_terms(pixels, labels, shares)
     named = []
     for shift in shifts:
-        lab = to_lab(recolour(pixels[None], shift)[0] if shift % 360 else pixels)
-        means = np.stack([np.bincount(labels, lab[:, d], minlength=count) for d in range(3)], 1)
-        terms = name_colours((means / np.maximum(shares * len(labels), 1)[:, None]).astype(np.float32))
+        terms = cluster_terms(recolour(pixels[None], shift)[0], labels, shares) if shift % 360 else original
         total: dict[str, float] = {}
-        for term, share in zip(terms.tolist(), shares.tolist(), strict=True):
+        for term, share in zip(terms, shares.tolist(), strict=True):
             total[term] = total.get(term, 0.0) + share
         ranked = sorted(total.items(), key=lambda item: (-item[1], BASIC_TERMS.index(item[0])))
-        named.append([term for term, share in ranked if share >= MIN_SHARE][:MAX_WORDS])
+        becomes: dict[str, str] = {}
+        for j in np.argsort(-shares, kind="stable").tolist():  # a term's largest cluster decides what it becomes
+            becomes.setdefault(original[j], terms[j])
+        named.append(Naming([term for term, share in ranked if share >= MIN_SHARE][:MAX_WORDS], becomes))
     return named
+
+
+def colour_words(rgb: np.ndarray, alpha: np.ndarray, shifts: Sequence[int] = (0,)) -> list[list[str]]:
+    """The colour words of name_picture alone: one list per shift."""
+    return [naming.words for naming in name_picture(rgb, alpha, shifts)]
 
 
 def recolour(rgb: np.ndarray, shift: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from distillation.data.captions import (
     is_heldout,
     recoloured_concept,
 )
-from distillation.data.colours import MIN_SHARE, colour_words
+from distillation.data.colours import MIN_SHARE, Naming, name_picture
 from distillation.data.errors import DataError
 from distillation.data.render import frame, load_rgba, svg_renderer, time_limit
 from distillation.data.sketches import (
@@ -116,7 +116,7 @@ class Pair:
     sketch: np.ndarray  # (size, size) uint8, 0 = ink
     sketch_alt: np.ndarray  # a second drawing, for augmentation
     kind: str  # "freehand", "hed" or "canny"
-    colours: list[list[str]]  # colour words for shift 0 and each of RECOLOUR_SHIFTS
+    colours: list[Naming]  # colour words (and what each colour became) for shift 0 and each of RECOLOUR_SHIFTS
 
 
 def make_pair(
@@ -150,7 +150,7 @@ def make_pair(
     if work_size != size:
         rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
         alpha = cv2.resize(alpha, (size, size), interpolation=cv2.INTER_AREA)
-    return Pair(rgb, sketches[0], sketches[1], kind, colour_words(rgb, alpha, (0, *RECOLOUR_SHIFTS)))
+    return Pair(rgb, sketches[0], sketches[1], kind, name_picture(rgb, alpha, (0, *RECOLOUR_SHIFTS)))
 
 
 def try_pair(
@@ -197,9 +197,12 @@ class Row:
 
     def captions(self) -> list[str]:
         """Its caption as drawn, then after each of RECOLOUR_SHIFTS."""
-        shifted = [recoloured_concept(self.concept, shift) for shift in RECOLOUR_SHIFTS]
+        namings = self.pair.colours
+        shifted = [
+            recoloured_concept(self.concept, s, n.becomes) for s, n in zip(RECOLOUR_SHIFTS, namings[1:], strict=True)
+        ]
         concepts = [self.concept, *shifted]
-        return [caption(c, words, self.style) for c, words in zip(concepts, self.pair.colours, strict=True)]
+        return [caption(c, n.words, self.style) for c, n in zip(concepts, namings, strict=True)]
 
 
 def prepare(
@@ -327,7 +330,7 @@ def prepare(
                 "concept": row.concept,
                 "caption": texts_of_row[0],
                 "caption_index": index[texts_of_row[0]],
-                "colours": row.pair.colours[0],
+                "colours": row.pair.colours[0].words,
                 "style": row.style,
                 "sketch": row.pair.kind,
                 "licence": SOURCES[row.item.source].licence,

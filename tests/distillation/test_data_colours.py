@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from distillation.data.captions import recoloured_concept
 from distillation.data.colours import (
     BASIC_TERMS,
     PROTOTYPES,
@@ -10,6 +11,7 @@ from distillation.data.colours import (
     join_words,
     kmeans,
     name_colours,
+    name_picture,
     recolour,
     recoloured_term,
     to_lab,
@@ -94,3 +96,13 @@ def test_join_words():
         "red and blue",
         "a, b and c",
     ]
+
+
+def test_each_colour_of_a_picture_becomes_what_its_pixels_became():
+    rgb, alpha = flat(((255, 236, 100), 0.7), ((0, 0, 0), 0.3))  # a light yellow: 210 degrees make it purple
+    (plain, turned) = name_picture(rgb, alpha, (0, 210))
+    assert plain.words == ["yellow", "black"] and plain.becomes == {"yellow": "yellow", "black": "black"}
+    assert turned.words == ["purple", "black"] and turned.becomes == {"yellow": "purple", "black": "black"}
+    assert recoloured_term("yellow", 210) == "blue"  # its focal colour would have said otherwise
+    assert recoloured_concept("yellow star", 210, turned.becomes) == "purple star"
+    assert recoloured_concept("blue star", 210, turned.becomes) == recoloured_term("blue", 210) + " star"

@@ -237,7 +237,7 @@ def test_make_pair_is_seeded_and_draws_edges_on_request(tmp_path):
     other = make_pair(item, 64, kind="freehand", rng=item_rng(1, item.id))
     assert np.array_equal(first.sketch, again.sketch) and not np.array_equal(first.sketch, other.sketch)
     assert first.image.shape == (64, 64, 3) and tuple(first.image[32, 32]) == pytest.approx((0xD2, 0x2F, 0x27), abs=3)
-    assert first.colours[0] == ["red", "black"] and len(first.colours) == 1 + len(RECOLOUR_SHIFTS)
+    assert first.colours[0].words == ["red", "black"] and len(first.colours) == 1 + len(RECOLOUR_SHIFTS)
     edges = make_pair(item, 64, kind="canny", rng=item_rng(0, item.id), work_size=96)
     assert edges.kind == "canny" and (edges.sketch == 0).any() and edges.sketch[32, 32] == 255
 
@@ -297,3 +297,23 @@ def test_workers_draw_the_same_pairs(prepared, tmp_path):
     assert (tmp_path / "one" / "32" / "pairs.jsonl").read_text() == (
         tmp_path / "two" / "32" / "pairs.jsonl"
     ).read_text()
+
+
+def test_a_concept_colour_follows_the_picture_when_recoloured(tmp_path):
+    light = '<rect x="8" y="8" width="56" height="56" fill="#ffec64"/>'  # light yellow: 210 degrees make it purple
+    write(
+        tmp_path / "cache" / "twemoji" / "package" / "icons.json",
+        json.dumps({"prefix": "twemoji", "icons": {"yellow-square": {"body": light}}, "width": 72, "height": 72}),
+    )
+    fetched(tmp_path / "cache", "twemoji")
+    prepare(
+        cache=tmp_path / "cache",
+        out=tmp_path / "out",
+        resolution=32,
+        sources=["twemoji"],
+        edge_share=0.0,
+        heldout_fraction=0.0,
+        progress=False,
+    )
+    pairs = SketchPairs(tmp_path / "out" / "32", "train")
+    assert [str(pairs.captions[i]) for i in pairs.recolour_index[0]][2] == "purple square, purple, flat emoji"
