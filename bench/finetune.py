@@ -225,7 +225,7 @@ def load_average() -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from bench.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
+    from distillation.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
     from distillation.jobs import FINETUNE_PRESET, JobStore, estimate_words, finetune_overrides
     from pipelines.hed import HED
     from pipelines.registry import Registry

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillation.data.errors import DataError
+from distillation.data.pairs import SketchPairs
+
 POOL_SPLIT = "teacher_pool"
 
 
@@ -40,7 +43,6 @@ def build_teacher_pool(
     """Write `<root>/teacher_pool.npz` (sketch, image, caption_index; the training split's layout): the teacher's
     Euler samples (its own CFG scale) for n seeded training items, noise seeded per item (drawn on the CPU for any
     `device`, so a GPU pool differs from a CPU one only by float rounding). Returns a summary."""
-    from distillation.data import DataError, SketchPairs
     from pipelines.registry import ModelError
     from pipelines.tiny import load_tiny, sample_images
 

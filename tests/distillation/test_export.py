@@ -141,7 +141,7 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
     (with their licence), the starting weights and the person's folder; a random teacher says so instead."""
     from distillation.jobs import FINETUNE_PRESET
     from pipelines.tiny import load_tiny, save_tiny
-    from tests.distillation.test_data import image_folder
+    from tests.distillation.test_data_folders import image_folder
     from tests.distillation.test_jobs import tiny_net
 
     teacher, start = tmp_path / "teacher", tmp_path / "start"

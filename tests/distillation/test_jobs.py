@@ -431,7 +431,7 @@ def test_jobs_paths_and_names_reach_the_trainer_as_single_arguments(make_store, 
 def test_jobs_an_image_folder_is_estimated_and_reaches_the_trainer_as_one_argument(make_store, models, tmp_path):
     """The tab's data choice "a folder of images": the probe prepares it (into data.cache, where the job will find
     it) and runs the job's steps; the launched command carries the folder as a single argument, never a shell."""
-    from tests.distillation.test_data import image_folder
+    from tests.distillation.test_data_folders import image_folder
 
     folder = image_folder(tmp_path / "my photos; $(touch pwned) 'q'")
     cache = tmp_path / "cache"
@@ -482,7 +482,7 @@ def test_jobs_log_lines_read_as_words():
 def test_jobs_fine_tune_path_checks_the_folder_and_its_estimate_answers_in_seconds(make_store, tmp_path):
     """The Distill tab's first path: the folder's usable pictures and captions are counted without preparing it;
     a two-step trial turns the budget into steps in under 10 s, then answers at once for another folder or budget."""
-    from tests.distillation.test_data import image_folder
+    from tests.distillation.test_data_folders import image_folder
 
     folder = image_folder(tmp_path / "my pictures")
     check = check_folder(f"  {folder}  ")

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from distillation.data import DataError, SketchPairs, main
+from distillation.data import DataError, SketchPairs
+from distillation.data.cli import main
 from distillation.pool import build_teacher_pool, pick_items
 from tests.fakes import write_sketch_pairs, write_tiny_student_with_teacher
 

@@ -90,7 +90,7 @@ def test_distill_tab_form_becomes_overrides_that_the_trainer_accepts(models):
 
 def test_distill_tab_takes_a_folder_of_images_with_a_sketch_extractor(models, tmp_path, monkeypatch):
     from distillation import data as data_module
-    from tests.distillation.test_data import image_folder
+    from tests.distillation.test_data_folders import image_folder
 
     folder = image_folder(tmp_path / "my photos")
     choice = form(teacher="model", teacher_model="tiny-teacher", method="scm", data="image_folder",
