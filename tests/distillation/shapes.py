@@ -4,7 +4,8 @@ A network trained on them must take the colour from the text (every shape comes 
 place from the sketch (the caption names the shape but not where it is). Sketches are free-hand strokes rendered by
 the canvas rasteriser (pipelines.strokes), as the app's training data must be.
 
-    python -m tests.distillation.shapes OUT --train 2000 --heldout 200 --size 256   # a probe folder
+    python -m tests.distillation.shapes write OUT --train 2000 --heldout 200 --size 256   # a probe folder
+    python -m tests.distillation.shapes score MODEL_FOLDER OUT --n 20 --steps 16           # what a model learnt
 """
 
 from __future__ import annotations
@@ -145,17 +146,57 @@ def shape_agreement(images: np.ndarray, masks: np.ndarray, *, threshold: float =
     return float(np.mean(inter / np.maximum(union, 1)))
 
 
+def score(model, root: Path | str, *, n: int, steps: int, seed: int = 0) -> dict[str, float]:
+    """A tiny model (pipelines.tiny) on the first n held-out sketches, each captioned with every colour of COLOURS:
+    colour hit rate (the fill nearest the prompted colour; chance = 1 / len(COLOURS)) and shape IoU (painted area
+    against the shape's fill mask)."""
+    import torch
+
+    from pipelines.tiny import sample_images
+
+    root = Path(root)
+    with np.load(root / "heldout.npz") as arrays:
+        sketch, mask, index = arrays["sketch"][:n], arrays["mask"][:n], arrays["caption_index"][:n]
+    with np.load(root / "captions.npz") as arrays:
+        texts, embeddings = list(arrays["text"]), torch.from_numpy(arrays["embedding"].astype(np.float32))
+    names = list(COLOURS)
+    shapes = [texts[i].split()[-1] for i in index]
+    prompts = [f"a {colour} {shape}" for shape in shapes for colour in names]
+    text = embeddings[[texts.index(p) for p in prompts]]
+    seeds = [seed + k for k in range(len(prompts))]
+    images = sample_images(
+        model, np.repeat(sketch, len(names), axis=0), text, steps=steps, seeds=seeds, progress="score"
+    )
+    masks = np.repeat(mask, len(names), axis=0)
+    hits = [got == want for got, want in zip(nearest_colour(mean_fill(images, masks)), names * n, strict=True)]
+    iou = shape_agreement(images, masks)
+    return {"colour_hit_rate": float(np.mean(hits)), "chance": 1 / len(names), "shape_iou": iou, "steps": steps}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: write a shapes folder; prints a JSON summary."""
+    """CLI: write a shapes folder, or score a model on one; prints a JSON object on its last line."""
     parser = argparse.ArgumentParser(prog="python -m tests.distillation.shapes", description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--train", type=int, default=2000)
-    parser.add_argument("--heldout", type=int, default=200)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    write = commands.add_parser("write", help="draw a shapes folder")
+    write.add_argument("out", type=Path)
+    write.add_argument("--train", type=int, default=2000)
+    write.add_argument("--heldout", type=int, default=200)
+    write.add_argument("--size", type=int, default=256)
+    write.add_argument("--seed", type=int, default=0)
+    grade = commands.add_parser("score", help="colour hit rate and shape IoU of a save_tiny folder")
+    grade.add_argument("model", type=Path)
+    grade.add_argument("data", type=Path)
+    grade.add_argument("--n", type=int, default=20)
+    grade.add_argument("--steps", type=int, default=16)
     args = parser.parse_args(argv)
-    write_shapes(args.out, train=args.train, heldout=args.heldout, size=args.size, seed=args.seed)
-    print(json.dumps({"out": str(args.out), "train": args.train, "heldout": args.heldout, "size": args.size}))
+    if args.command == "write":
+        write_shapes(args.out, train=args.train, heldout=args.heldout, size=args.size, seed=args.seed)
+        print(json.dumps({"out": str(args.out), "train": args.train, "heldout": args.heldout, "size": args.size}))
+        return 0
+    from pipelines.tiny import load_tiny
+
+    result = score(load_tiny(args.model), args.data, n=args.n, steps=args.steps)
+    print(json.dumps({"model": str(args.model), **result}))
     return 0
 
 
