@@ -207,11 +207,12 @@ def sincos_positions(side: int, dim: int) -> Tensor:
 
 
 def blend_window(size: int, overlap: int) -> Tensor:
-    """(size * size,) weights of one painted window: 1 inside, a linear ramp across the 2 * overlap pixels two
-    neighbouring windows share, so the overlap-add of the windows is continuous (no patch grid)."""
+    """(size * size,) weights of one painted window: 1 inside, a raised-cosine ramp across the 2 * overlap pixels two
+    neighbouring windows share (the two ramps sum to 1 there), so the overlap-add of the windows is smooth: no patch
+    grid and no kinks along it."""
     i = torch.arange(size, dtype=torch.float32) + 0.5
-    ramp = torch.minimum(i, size - i) / max(2 * overlap, 1)
-    line = ramp.clamp(max=1.0)
+    ramp = (torch.minimum(i, size - i) / max(2 * overlap, 1)).clamp(max=1.0)
+    line = torch.sin(0.5 * math.pi * ramp) ** 2
     return (line[:, None] * line[None, :]).flatten()
 
 

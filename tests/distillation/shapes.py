@@ -146,10 +146,13 @@ def shape_agreement(images: np.ndarray, masks: np.ndarray, *, threshold: float =
     return float(np.mean(inter / np.maximum(union, 1)))
 
 
-def score(model, root: Path | str, *, n: int, steps: int, seed: int = 0) -> dict[str, float]:
+def score(
+    model, root: Path | str, *, n: int, steps: int, seed: int = 0, sheet: Path | None = None
+) -> dict[str, float]:
     """A tiny model (pipelines.tiny) on the first n held-out sketches, each captioned with every colour of COLOURS:
     colour hit rate (the fill nearest the prompted colour; chance = 1 / len(COLOURS)) and shape IoU (painted area
-    against the shape's fill mask)."""
+    against the shape's fill mask). `sheet`: also save a PNG, one row per sketch (sketch, then one picture per
+    colour)."""
     import torch
 
     from pipelines.tiny import sample_images
@@ -170,6 +173,13 @@ def score(model, root: Path | str, *, n: int, steps: int, seed: int = 0) -> dict
     masks = np.repeat(mask, len(names), axis=0)
     hits = [got == want for got, want in zip(nearest_colour(mean_fill(images, masks)), names * n, strict=True)]
     iou = shape_agreement(images, masks)
+    if sheet is not None:
+        from PIL import Image
+
+        k = len(names)
+        tiles = [[np.repeat(sketch[i][..., None], 3, axis=-1), *images[i * k : (i + 1) * k]] for i in range(min(n, 8))]
+        rows = [np.concatenate(row, axis=1) for row in tiles]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(sheet)
     return {"colour_hit_rate": float(np.mean(hits)), "chance": 1 / len(names), "shape_iou": iou, "steps": steps}
 
 
@@ -188,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grade.add_argument("data", type=Path)
     grade.add_argument("--n", type=int, default=20)
     grade.add_argument("--steps", type=int, default=16)
+    grade.add_argument("--sheet", type=Path, default=None, help="also save a contact sheet (PNG)")
     args = parser.parse_args(argv)
     if args.command == "write":
         write_shapes(args.out, train=args.train, heldout=args.heldout, size=args.size, seed=args.seed)
@@ -195,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from pipelines.tiny import load_tiny
 
-    result = score(load_tiny(args.model), args.data, n=args.n, steps=args.steps)
+    result = score(load_tiny(args.model), args.data, n=args.n, steps=args.steps, sheet=args.sheet)
     print(json.dumps({"model": str(args.model), **result}))
     return 0
 
