@@ -1,4 +1,5 @@
-"""Small trainable heads the methods add: sCM's log-variance u_phi(t) and the LADD discriminator heads."""
+"""Small trainable heads the methods add: sCM's log-variance u_phi(t), the LADD discriminator heads and the
+text-conditioned heads on a frozen feature network's maps (ADD's discriminator)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,43 @@ class DiscHeads(nn.Module):
         tokens = [f[:, None] if f.dim() == 2 else f.flatten(2).transpose(1, 2) if f.dim() == 4 else f
                   for f in features]  # fmt: skip
         return torch.cat([head(f) for head, f in zip(self.heads, tokens, strict=True)], dim=1)
+
+
+class ProjectedMapHead(nn.Module):
+    """A discriminator head on one feature map (b, c, h, w): SN 1x1, residual SN 3x3, SN 1x1 to a logit per location,
+    plus a projection term <h, W e> with the caption embedding e (projection discriminator, Miyato & Koyama 2018;
+    ADD / StyleGAN-T condition their heads the same way), so a picture whose colours do not fit its caption scores
+    as fake even when it looks real."""
+
+    def __init__(self, channels: int, hidden: int, text_dim: int):
+        super().__init__()
+        self.proj = spectral_norm(nn.Conv2d(channels, hidden, 1))
+        self.res = spectral_norm(nn.Conv2d(hidden, hidden, 3, padding=1))
+        self.out = spectral_norm(nn.Conv2d(hidden, 1, 1))
+        self.embed = spectral_norm(nn.Linear(text_dim, hidden)) if text_dim else None
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, feature: Tensor, text: Tensor | None) -> Tensor:
+        """(b, c, h, w), (b, text_dim) -> (b, h * w) logits."""
+        h = self.act(self.proj(feature))
+        h = (h + self.act(self.res(h))) / math.sqrt(2)
+        logits = self.out(h).flatten(1)
+        if self.embed is not None and text is not None:
+            e = self.embed(text.to(h.dtype))
+            logits = logits + (h * e[:, :, None, None]).sum(dim=1).flatten(1) / math.sqrt(h.shape[1])
+        return logits
+
+
+class FeatureNetHeads(nn.Module):
+    """One ProjectedMapHead per tapped feature map of a frozen feature network; logits concatenated."""
+
+    def __init__(self, channels: Sequence[int], hidden: int = 64, text_dim: int = 0):
+        super().__init__()
+        self.heads = nn.ModuleList(ProjectedMapHead(c, hidden, text_dim) for c in channels)
+
+    def forward(self, features: Sequence[Tensor], text: Tensor | None = None) -> Tensor:
+        """Maps (b, c_i, h_i, w_i) and the caption embedding (b, text_dim) -> (b, sum of h_i w_i) logits."""
+        return torch.cat([head(f, text) for head, f in zip(self.heads, features, strict=True)], dim=1)
 
 
 @contextmanager

@@ -570,10 +570,11 @@ def _sketch_tiny(path: str | None) -> nn.Module:
 
 
 def _random_sketch_tiny(size: str) -> nn.Module:
-    """random = "tiny": the 16 px test network; "full": the shipped architecture (TinyConfig's defaults, 128 px)."""
-    from pipelines.tiny import SketchTinyNet, TinyConfig
+    """random = "tiny": the 16 px test network; "full": the architecture the presets train (JiTConfig's defaults,
+    SketchJiT at 256 px)."""
+    from pipelines.tiny import JiTConfig, SketchJiT
 
-    return _sketch_tiny(None) if size == "tiny" else SketchTinyNet(TinyConfig())
+    return _sketch_tiny(None) if size == "tiny" else SketchJiT(JiTConfig())
 
 
 def _save_sketch_tiny(flow: nn.Module, folder: Path, sampler: str = "trigflow") -> dict[str, str]:
@@ -590,8 +591,11 @@ def _tiny_side(flow: nn.Module) -> int:
 
 
 def _tiny_features(flow: nn.Module) -> tuple[tuple[str, int], ...]:
-    """LADD's discriminator taps: the last encoder level, the middle, the first decoder level above it (conv maps,
-    read as raster-order tokens by DiscHeads)."""
+    """LADD's discriminator taps. SketchJiT: three transformer blocks spread over its depth (tokens (b, n, d)).
+    U-Net: the last encoder level, the middle, the first decoder level above it (conv maps, read as raster-order
+    tokens by DiscHeads)."""
+    if flow.arch == "jit":
+        return tuple((f"blocks.{block}", flow.config.width) for block in spread_blocks(flow.config.depth, 3))
     chans, last = flow.config.channels, len(flow.config.channels) - 1
     return ((f"down.{last}.0", chans[last]), ("mid.1", chans[last]), (f"up.{last - 1}.0", chans[1]))
 

@@ -89,14 +89,17 @@ class LADD(Method):
             backbone(x_t / self.sigma_d, t_d, cond)
         return self.models["heads"]([features[name] for name in self.feature_layers])
 
-    def generator_loss(self, batch: dict) -> Tensor:
-        """L_G = -mean D(x_hat0)."""
-        return -self.discriminate(self.generate(batch), batch.get("cond")).mean()
+    def generator_loss(self, batch: dict, fake: Tensor | None = None) -> Tensor:
+        """L_G = -mean D(x_hat0); `fake` is an x_hat0 already generated (with grad) for this batch."""
+        return -self.discriminate(self.generate(batch) if fake is None else fake, batch.get("cond")).mean()
 
-    def discriminator_loss(self, batch: dict) -> dict[str, Tensor]:
-        """Hinge: 0.5 [mean relu(1 - D(real)) + mean relu(1 + D(fake))]; fakes are detached student samples."""
-        with torch.no_grad():
-            fake = self.generate(batch)
+    def discriminator_loss(self, batch: dict, fake: Tensor | None = None) -> dict[str, Tensor]:
+        """Hinge: 0.5 [mean relu(1 - D(real)) + mean relu(1 + D(fake))]; fakes are detached student samples (`fake`:
+        already generated for this batch)."""
+        if fake is None:
+            with torch.no_grad():
+                fake = self.generate(batch)
+        fake = fake.detach()
         cond = batch.get("cond")
         d_real, d_fake = self.discriminate(batch["x0"], cond), self.discriminate(fake, cond)
         loss = 0.5 * (nnf.relu(1 - d_real).mean() + nnf.relu(1 + d_fake).mean())
