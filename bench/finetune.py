@@ -225,8 +225,8 @@ def load_average() -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from distillation.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
     from distillation.jobs import FINETUNE_PRESET, JobStore, estimate_words, finetune_overrides
+    from distillation.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
     from pipelines.hed import HED
     from pipelines.registry import Registry
     from pipelines.tiny import load_tiny, sample_images
