@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from distillation.config import JobConfig
+from distillation.roles import AdapterView
 from distillation.teachers import DTYPES, Teacher
-from distillation.trainer import AdapterView
 from pipelines.registry import Registry
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -180,39 +180,3 @@ def export_student(
         verdict = registry.status(spec)
         status = "listed" if verdict.state != "missing" else f"not usable: {verdict.reason}"
     return ExportResult(manifest=path, weights=weights, registry=status)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Re-export a run's checkpoint (EMA student) with its saved config and optional overrides of export keys."""
-    import argparse
-    import sys
-
-    from distillation.config import ConfigError, load_config
-    from distillation.trainer import Trainer
-
-    parser = argparse.ArgumentParser(
-        prog="python -m distillation.export",
-        description="Export the EMA student of a run's checkpoint (e.g. with other export.* settings), no training.",
-        epilog="example: python -m distillation.export runs/sketch-tiny-teacher --export.guidance=4.0",
-    )
-    parser.add_argument("run", type=Path, help="the run folder (holds config.toml and checkpoints/)")
-    parser.add_argument("--checkpoint", default="latest", help="'latest' or a checkpoint folder")
-    args, overrides = parser.parse_known_args(argv)
-    unsafe = [o for o in overrides if not o.lstrip("-").startswith(("export.", "teacher.licence"))]
-    if unsafe:
-        print(f"error: only export.* and teacher.licence can be overridden, not {unsafe[0]}", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.run / "config.toml", overrides)
-        trainer = Trainer(config, args.run, resume=args.checkpoint, progress="json", export_only=True)
-        trainer.setup()
-        event = trainer.export()
-    except (ConfigError, ExportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(event))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -302,9 +302,9 @@ def test_lr_factor_warms_up_then_holds_or_decays_by_half_cosine():
 
 
 def test_export_cli_re_exports_a_finished_run_with_new_export_settings(tmp_path, capsys):
-    """python -m distillation.export RUN --export.guidance=3.0: no training, the EMA student of the latest
+    """python -m distillation.reexport RUN --export.guidance=3.0: no training, the EMA student of the latest
     checkpoint with the new CFG default; keys other than export.* / teacher.licence are refused."""
-    from distillation import export
+    from distillation import reexport
 
     root, _, _ = write_sketch_pairs(tmp_path / "pairs", n=4)
     run = tmp_path / "run"
@@ -314,14 +314,14 @@ def test_export_cli_re_exports_a_finished_run_with_new_export_settings(tmp_path,
     first = (tmp_path / "a" / "sketch-tiny-teacher" / "model.safetensors").read_bytes()
     metrics = (run / "metrics.jsonl").read_text()
     capsys.readouterr()
-    assert export.main([str(run), f"--export.models_dir={tmp_path / 'b'}", "--export.guidance=3.0"]) == 0
+    assert reexport.main([str(run), f"--export.models_dir={tmp_path / 'b'}", "--export.guidance=3.0"]) == 0
     event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert event["event"] == "export" and event["registry"] == "listed"
     folder = tmp_path / "b" / "sketch-tiny-teacher"
     assert json.loads((folder / "config.json").read_text())["default_guidance"] == 3.0
     assert (folder / "model.safetensors").read_bytes() == first  # the same EMA weights, nothing trained
     assert (run / "metrics.jsonl").read_text() == metrics
-    assert export.main([str(run), "--optim.lr=1.0"]) == 2
+    assert reexport.main([str(run), "--optim.lr=1.0"]) == 2
     assert "only export.* and teacher.licence" in capsys.readouterr().err
 
 
