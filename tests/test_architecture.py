@@ -14,6 +14,14 @@ FORBIDDEN = {
     "ui": {"bench", "distillation.methods", "distillation.trainer"},
 }
 MAX_LINES = 600
+# modules still over MAX_LINES, at their size when the rule came in: each may shrink, none may grow (issue
+# "architecture": split them by idea, then drop them from here)
+OVERSIZED = {
+    "distillation.jobs": 1194,
+    "distillation.trainer": 812,
+    "distillation.teachers": 680,
+    "ui.distill_tab": 652,
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -110,7 +118,7 @@ def test_modules_stay_small_and_say_their_one_idea():
     long, silent = [], []
     for module, path in module_files().items():
         lines = path.read_text().splitlines()
-        if len(lines) > MAX_LINES:
+        if len(lines) > OVERSIZED.get(module, MAX_LINES):
             long.append(f"{module}: {len(lines)} lines")
         tree = ast.parse(path.read_text())
         if path.name != "__init__.py" and not ast.get_docstring(tree):
