@@ -4,24 +4,12 @@ import shutil
 
 import pytest
 
-from bench.e2e import browser, draw_stroke, open_canvas, running_app, shown_seq, wait_idle
+from bench.e2e import draw_stroke, open_canvas, shown_seq, wait_idle
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(outputs=tmp_path_factory.mktemp("outputs")) as (url, sessions):
-        yield url, sessions
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with browser() as instance:
-        yield instance
 
 
 def test_browser_output_changes_during_a_stroke_and_after_pen_up(app_url, chromium):

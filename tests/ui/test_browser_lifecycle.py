@@ -7,25 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from bench.e2e import browser, draw_stroke, open_canvas, running_app, shown_seq, wait_idle
+from bench.e2e import draw_stroke, open_canvas, shown_seq, wait_idle
 from tests.ui.test_browser import data_url_image
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(outputs=tmp_path_factory.mktemp("outputs")) as (url, sessions):
-        yield url, sessions
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with browser() as instance:
-        yield instance
 
 
 def frames(page) -> int:
