@@ -49,6 +49,8 @@ class Engine(Protocol):
 
     name: str
     native_resolution: int
+    resolution_multiple: int  # the latent grid in pixels (pipelines.resolution.snap)
+    resolution_bins: dict[int, list[tuple[int, int]]]  # the sizes a binned model draws at; {} = any multiple
     allowed_steps: tuple[int, ...]
     default_steps: int  # the manifest's steps: what a frame runs when the request asks for none the model allows
     can_refine: bool  # a multi-step teacher is loaded, so `refine` draws the pen-up pass

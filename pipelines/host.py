@@ -12,15 +12,21 @@ from pipelines.engine import Engine, Frame, GenResult, LatestWinsWorker, Request
 from pipelines.preprocess import InputError, fit, is_empty, sketch_to_scribble
 from pipelines.registry import ModelError, Registry
 from pipelines.remote import EngineCrashed, EngineProcess, Loader, is_oom
+from pipelines.resolution import MIN_RESOLUTION, snap
+from pipelines.resolution import notice as resolution_notice
 
 MAX_PROMPT_CHARS = 2000
-MIN_RESOLUTION = 128
 
 
-def snap_resolution(resolution: int, native: int, multiple: int = 64) -> int:
-    """Clamp to [MIN_RESOLUTION, 2 x native] and round to the latent grid."""
-    resolution = max(MIN_RESOLUTION, min(int(resolution), 2 * native))
-    return max(multiple, round(resolution / multiple) * multiple)
+def frame_size(engine: Engine, resolution: int) -> tuple[int, int]:
+    """The (h, w) `engine` draws a square request at: the one resolution policy (pipelines.resolution.snap)."""
+    return snap(
+        resolution,
+        resolution,
+        native=engine.native_resolution,
+        multiple=engine.resolution_multiple,
+        bins=engine.resolution_bins,
+    )
 
 
 class LiveHost:
@@ -51,7 +57,7 @@ class LiveHost:
             EngineProcess(registry, device, dtype, max_engines=max_engines, loader=loader) if engine_process else None
         )
         self._engines: dict[str, Engine] = {}
-        self._resolution_cap: dict[str, int] = {}
+        self._resolution_cap: dict[str, tuple[int, int]] = {}  # the size an out-of-memory frame fell back to
         self._load_lock = threading.Lock()
         self.worker = LatestWinsWorker(self._run)
 
@@ -141,10 +147,11 @@ class LiveHost:
         prompt_text = request.prompt
         if len(prompt_text) > MAX_PROMPT_CHARS:
             prompt_text = prompt_text[:MAX_PROMPT_CHARS]
-        resolution = snap_resolution(request.resolution, engine.native_resolution)
-        resolution = min(resolution, self._resolution_cap.get(request.model, resolution))
-        if resolution != request.resolution:
-            notices.append(f"resolution {request.resolution} -> {resolution}")
+        size = frame_size(engine, request.resolution)
+        cap = self._resolution_cap.get(request.model)
+        if cap is not None and size[0] * size[1] > cap[0] * cap[1]:
+            size = cap
+        notices.append(resolution_notice((request.resolution, request.resolution), size))
         steps = request.steps if request.steps in engine.allowed_steps else engine.allowed_steps[0]
         if steps != request.steps:
             notices.append(f"{request.steps} steps not allowed for this model: using {steps}")
@@ -153,7 +160,6 @@ class LiveHost:
         if prompt.truncated:
             notices.append(f"prompt truncated to {prompt.n_tokens} tokens")
         while True:
-            size = (resolution, resolution)
             try:
                 scribble = sketch_to_scribble(request.sketch, size)
                 control = engine.encode_control(scribble, size)
@@ -169,13 +175,13 @@ class LiveHost:
                     )
                 break
             except Exception as error:
-                if not is_oom(error) or resolution // 2 < MIN_RESOLUTION:
+                if not is_oom(error) or min(size) // 2 < MIN_RESOLUTION:
                     raise
                 self._free_device_memory()
-                smaller = snap_resolution(resolution // 2, engine.native_resolution)
-                notices.append(f"out of GPU memory at {resolution}x{resolution}: using {smaller}x{smaller}")
+                smaller = frame_size(engine, min(size) // 2)
+                notices.append(f"out of GPU memory at {size[0]}x{size[1]}: using {smaller[0]}x{smaller[1]}")
                 self._resolution_cap[request.model] = smaller
-                resolution = smaller
+                size = smaller
         timings = {"preprocess": (t1 - t0) * 1e3, **result.timings, "host_total": (time.perf_counter() - t0) * 1e3}
         notice = "; ".join(filter(None, [*notices, result.notice]))
         return GenResult(result.image, timings, notice)

@@ -361,6 +361,8 @@ class RemoteEngine:
         self.model = model  # the registry name the child knows it by
         self.name = info["name"]
         self.native_resolution = int(info["native_resolution"])
+        self.resolution_multiple = int(info["resolution_multiple"])
+        self.resolution_bins = {int(s): [tuple(hw) for hw in b] for s, b in info["resolution_bins"].items()}
         self.allowed_steps = tuple(info["allowed_steps"])
         self.default_steps = info.get("default_steps") or self.allowed_steps[0]
         self.can_refine = bool(info.get("refine"))
@@ -451,6 +453,8 @@ class _Server:
             info = {
                 "name": engine.name,
                 "native_resolution": engine.native_resolution,
+                "resolution_multiple": engine.resolution_multiple,
+                "resolution_bins": engine.resolution_bins,
                 "allowed_steps": tuple(engine.allowed_steps),
                 "default_steps": engine.default_steps,
                 "refine": engine.can_refine,

@@ -494,6 +494,7 @@ class TinyEngine:
         self.teacher = teacher  # the multi-step flow model the student was distilled from (refine pass), if shipped
         self.name = name
         self.native_resolution = model.config.resolution
+        self.resolution_multiple, self.resolution_bins = 64, {}  # any size: the sketch is resized
         self.allowed_steps = allowed_steps
         self.device = device
         self._prompts = LRU(64)

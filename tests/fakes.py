@@ -35,6 +35,8 @@ class ScriptedEngine:
 
     name = "scripted"
     native_resolution = 256
+    resolution_multiple = 64
+    resolution_bins: dict = {}
     allowed_steps = (1, 2, 3, 4)
     default_steps = 1
     can_refine = False

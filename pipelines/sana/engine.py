@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from pipelines import accelerate
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
+from pipelines.resolution import notice as resolution_notice
+from pipelines.resolution import snap
 from pipelines.sana.config import (
     CHI,
     DECODERS,
@@ -33,7 +35,7 @@ from pipelines.sana.config import (
 from pipelines.sana.controlnet import SprintControlNet
 from pipelines.sana.flow import SanaFlow
 from pipelines.sana.load import load_components, place
-from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib, model_size, snap_resolution
+from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib, model_size, resolution_bins
 from pipelines.sana.sampling import cfg_flow, sample_scm, sprint_timesteps
 from pipelines.sana.text import encode_text
 from pipelines.schedules import get_flow_timesteps, sample_euler
@@ -95,6 +97,8 @@ class SanaSprintEngine:
         self.flow = SanaFlow(transformer, controlnet, dense_time=True)
         self.F = FlowAsTrigFlow(self.flow)  # training-free flow -> TrigFlow transform (SanaMSCM)
         self.vae_scale_factor = 2 ** (len(vae.config.encoder_block_out_channels) - 1)
+        self.resolution_multiple = 64
+        self.resolution_bins = resolution_bins(native_resolution, self.vae_scale_factor)  # SANA's aspect bins
         self.latent_channels = transformer.config.in_channels
         self.image_processor = PixArtImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self._guidance = DEFAULT_GUIDANCE
@@ -232,11 +236,10 @@ class SanaSprintEngine:
     def snap(self, resolution: tuple[int, int]) -> tuple[tuple[int, int], str]:
         """The aspect-ratio bin a requested (h, w) runs at, and a notice when it differs."""
         h, w = int(resolution[0]), int(resolution[1])
-        binned = snap_resolution(h, w, self.native_resolution, self.vae_scale_factor)
-        notice = (
-            "" if binned == (h, w) else f"{h}x{w} is not a SANA resolution bin: generating at {binned[0]}x{binned[1]}"
+        binned = snap(
+            h, w, native=self.native_resolution, multiple=self.resolution_multiple, bins=self.resolution_bins
         )
-        return binned, notice
+        return binned, resolution_notice((h, w), binned)
 
     # --- conditioning ---------------------------------------------------------------------------------------
 

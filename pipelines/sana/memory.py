@@ -1,8 +1,7 @@
-"""GPU memory needs and the aspect-ratio resolution bins of the Sana backend."""
+"""GPU memory needs of the Sana backend, and its aspect-ratio resolution bins (pipelines.resolution snaps to them)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from diffusers.pipelines.pixart_alpha.pipeline_pixart_alpha import ASPECT_RATIO_512_BIN, ASPECT_RATIO_1024_BIN
@@ -49,11 +48,3 @@ def resolution_bins(native: int, factor: int) -> dict[int, list[tuple[int, int]]
             for h, w in bins.values()
         ]
     return out
-
-
-def snap_resolution(h: int, w: int, native: int, factor: int) -> tuple[int, int]:
-    """The bin closest to (h, w): the scale nearest in log area, then the nearest aspect ratio (diffusers'
-    classify_height_width_bin)."""
-    bins = resolution_bins(native, factor)
-    scale = min(bins, key=lambda s: abs(math.log(h * w / s**2)))
-    return min(bins[scale], key=lambda hw: abs(hw[0] / hw[1] - h / w))

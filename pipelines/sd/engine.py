@@ -91,6 +91,7 @@ class SDControlNetEngine:
         self.scheduler = scheduler
         self.attention = accelerate.set_attention([unet, controlnet], str(self.device))
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.resolution_multiple, self.resolution_bins = 64, {}
         self.control_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
         )

@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipelines.engine import Request
-from pipelines.host import LiveHost, snap_resolution
+from pipelines.host import LiveHost
 from tests.fakes import ScriptedEngine, install
 
 
@@ -42,12 +42,6 @@ def test_empty_canvas_and_ten_thousand_character_prompt_still_give_a_frame(tmp_p
     host.close()
     assert frame.status == "ok"
     assert "empty" in frame.message and "truncated" in frame.message
-
-
-def test_resolution_is_snapped_to_the_latent_grid_and_capped():
-    assert snap_resolution(500, 512) == 512
-    assert snap_resolution(5000, 512) == 1024
-    assert snap_resolution(10, 512) == 128
 
 
 def test_refine_is_refused_for_a_model_without_a_teacher(tmp_path, monkeypatch):
