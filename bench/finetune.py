@@ -53,8 +53,9 @@ def _house(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float,
     name, wall = _colour(rng)
     _, roof = _colour(rng, name)
     d.rectangle((x - s * 0.4, y - s * 0.1, x + s * 0.4, y + s * 0.5), fill=wall, outline="black", width=w)
-    d.polygon([(x - s * 0.5, y - s * 0.1), (x, y - s * 0.5), (x + s * 0.5, y - s * 0.1)], fill=roof,
-              outline="black", width=w)  # fmt: skip
+    d.polygon(
+        [(x - s * 0.5, y - s * 0.1), (x, y - s * 0.5), (x + s * 0.5, y - s * 0.1)], fill=roof, outline="black", width=w
+    )
     d.rectangle((x - s * 0.1, y + s * 0.2, x + s * 0.1, y + s * 0.5), fill=(250, 250, 250), outline="black", width=w)
     return f"a {name} house"
 
@@ -63,8 +64,11 @@ def _sun(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float, s
     r = s * 0.28
     for k in range(8):
         a = k * np.pi / 4
-        d.line((x + np.cos(a) * r * 1.2, y + np.sin(a) * r * 1.2, x + np.cos(a) * r * 1.7, y + np.sin(a) * r * 1.7),
-               fill="black", width=w)  # fmt: skip
+        d.line(
+            (x + np.cos(a) * r * 1.2, y + np.sin(a) * r * 1.2, x + np.cos(a) * r * 1.7, y + np.sin(a) * r * 1.7),
+            fill="black",
+            width=w,
+        )
     d.ellipse((x - r, y - r, x + r, y + r), fill=COLOURS["yellow"], outline="black", width=w)
     return "a sun"
 
@@ -90,8 +94,9 @@ def _flower(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float
 
 def _fish(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float, s: float, w: int) -> str:
     name, body = _colour(rng)
-    d.polygon([(x + s * 0.2, y), (x + s * 0.5, y - s * 0.2), (x + s * 0.5, y + s * 0.2)], fill=body,
-              outline="black", width=w)  # fmt: skip
+    d.polygon(
+        [(x + s * 0.2, y), (x + s * 0.5, y - s * 0.2), (x + s * 0.5, y + s * 0.2)], fill=body, outline="black", width=w
+    )
     d.ellipse((x - s * 0.45, y - s * 0.22, x + s * 0.3, y + s * 0.22), fill=body, outline="black", width=w)
     d.ellipse((x - s * 0.3, y - s * 0.08, x - s * 0.2, y + s * 0.02), fill="black")
     return f"a {name} fish"
@@ -100,11 +105,11 @@ def _fish(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float, 
 def _car(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float, s: float, w: int) -> str:
     name, body = _colour(rng)
     d.rectangle((x - s * 0.5, y - s * 0.05, x + s * 0.5, y + s * 0.25), fill=body, outline="black", width=w)
-    d.rectangle((x - s * 0.25, y - s * 0.3, x + s * 0.2, y - s * 0.05), fill=(200, 230, 250), outline="black",
-                width=w)  # fmt: skip
+    d.rectangle((x - s * 0.25, y - s * 0.3, x + s * 0.2, y - s * 0.05), fill=(200, 230, 250), outline="black", width=w)
     for cx in (x - s * 0.3, x + s * 0.3):
-        d.ellipse((cx - s * 0.13, y + s * 0.15, cx + s * 0.13, y + s * 0.41), fill=(40, 40, 40), outline="black",
-                  width=w)  # fmt: skip
+        d.ellipse(
+            (cx - s * 0.13, y + s * 0.15, cx + s * 0.13, y + s * 0.41), fill=(40, 40, 40), outline="black", width=w
+        )
     return f"a {name} car"
 
 
@@ -119,13 +124,25 @@ def _heart(d: ImageDraw.ImageDraw, rng: np.random.Generator, x: float, y: float,
     name, body = _colour(rng, "brown", "green")
     t = np.linspace(0, 2 * np.pi, 60)
     hx, hy = 16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-    d.polygon([(x + s * 0.028 * a, y + s * 0.028 * b) for a, b in zip(hx, hy, strict=True)], fill=body,
-              outline="black", width=w)  # fmt: skip
+    d.polygon(
+        [(x + s * 0.028 * a, y + s * 0.028 * b) for a, b in zip(hx, hy, strict=True)],
+        fill=body,
+        outline="black",
+        width=w,
+    )
     return f"a {name} heart"
 
 
-SHAPES: dict[str, Callable[..., str]] = {"house": _house, "sun": _sun, "tree": _tree, "flower": _flower,
-                                         "fish": _fish, "car": _car, "balloon": _balloon, "heart": _heart}  # fmt: skip
+SHAPES: dict[str, Callable[..., str]] = {
+    "house": _house,
+    "sun": _sun,
+    "tree": _tree,
+    "flower": _flower,
+    "fish": _fish,
+    "car": _car,
+    "balloon": _balloon,
+    "heart": _heart,
+}
 
 
 def scene(seed: int, size: int = SIZE) -> tuple[np.ndarray, str]:

@@ -107,11 +107,29 @@ def quality_rows(reports: list[dict]) -> list[dict]:
     for r in reports:
         for key, fd in r["fd_effnet"].items():
             run = "real images (reference)" if key == "real images" else key
-            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": run, "fd": fd,
-                         "kid": r.get("kid_effnet", {}).get(key, ""), "f1": r["edge_f1"].get(key, "")})  # fmt: skip
+            rows.append(
+                {
+                    "_file": r["_file"],
+                    "model": r["model"],
+                    "n": r["n"],
+                    "run": run,
+                    "fd": fd,
+                    "kid": r.get("kid_effnet", {}).get(key, ""),
+                    "f1": r["edge_f1"].get(key, ""),
+                }
+            )
         if "real images" in r["edge_f1"] and "real images" not in r["fd_effnet"]:
-            rows.append({"_file": r["_file"], "model": r["model"], "n": r["n"], "run": "real images (reference)",
-                         "fd": "", "kid": "", "f1": r["edge_f1"]["real images"]})  # fmt: skip
+            rows.append(
+                {
+                    "_file": r["_file"],
+                    "model": r["model"],
+                    "n": r["n"],
+                    "run": "real images (reference)",
+                    "fd": "",
+                    "kid": "",
+                    "f1": r["edge_f1"]["real images"],
+                }
+            )
     return rows
 
 

@@ -344,8 +344,9 @@ def _validate(cfg: JobConfig) -> None:
         if sel.n < 10:
             raise ConfigError(f"select.n: FD needs at least 10 validation pairs, got {sel.n}")
         if cfg.data.kind not in ("sketch_pairs", "image_folder"):
-            raise ConfigError(f"select: validation needs real images (data.kind sketch_pairs or image_folder), "
-                              f"not {cfg.data.kind!r}")  # fmt: skip
+            raise ConfigError(
+                f"select: validation needs real images (data.kind sketch_pairs or image_folder), not {cfg.data.kind!r}"
+            )
     if cfg.teacher.controlnet and not cfg.teacher.random and not cfg.teacher.controlnet_path:
         raise ConfigError("teacher.controlnet_path: needed for a ControlNet teacher without teacher.random")
 

@@ -64,8 +64,9 @@ class DiscHeads(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         """Features (b, n, c), (b, c) or conv maps (b, c, h, w) (raster-order tokens) per layer -> (b, total
         tokens) logits."""
-        tokens = [f[:, None] if f.dim() == 2 else f.flatten(2).transpose(1, 2) if f.dim() == 4 else f
-                  for f in features]  # fmt: skip
+        tokens = [
+            f[:, None] if f.dim() == 2 else f.flatten(2).transpose(1, 2) if f.dim() == 4 else f for f in features
+        ]
         return torch.cat([head(f) for head, f in zip(self.heads, tokens, strict=True)], dim=1)
 
 

@@ -61,11 +61,18 @@ def build_teacher_pool(
         raise DataError(f"{root} holds {sketches.shape[-1]} px sketches; the teacher draws {size} px")
     text = train.embeddings[torch.from_numpy(caption_index.astype(np.int64))]
     seeds = [seed * 1_000_003 + int(i) for i in items]  # per item, so a pool does not depend on the batch size
-    images = sample_images(model, sketches, text, steps=steps, seeds=seeds, batch=batch,
-                           progress="teacher pool" if progress else None)  # fmt: skip
+    images = sample_images(
+        model, sketches, text, steps=steps, seeds=seeds, batch=batch, progress="teacher pool" if progress else None
+    )
     target = root / f"{POOL_SPLIT}.npz"
     partial = target.with_suffix(".partial.npz")
     np.savez(partial, sketch=sketches, image=images, caption_index=caption_index, train_index=items)
     partial.replace(target)  # never a half-written split
-    return {"out": str(target), "n": len(items), "steps": steps, "seed": seed, "teacher": str(teacher),
-            "device": device}  # fmt: skip
+    return {
+        "out": str(target),
+        "n": len(items),
+        "steps": steps,
+        "seed": seed,
+        "teacher": str(teacher),
+        "device": device,
+    }

@@ -58,8 +58,9 @@ class Best:
             record = json.loads((folder / "best.json").read_text())
             if record["step"] > up_to:
                 return None
-            return cls(step=int(record["step"]), score=float(record["score"]),
-                       ema=load_file(str(folder / "ema.safetensors")))  # fmt: skip
+            return cls(
+                step=int(record["step"]), score=float(record["score"]), ema=load_file(str(folder / "ema.safetensors"))
+            )
         except (OSError, ValueError, KeyError):
             return None
 

@@ -22,8 +22,10 @@ def test_style_folder_is_seeded_recoloured_to_the_palette_and_captioned_by_name_
     assert [p.name for p in paths] == [p.name for p in again] and all(
         np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q))) for p, q in zip(paths, again, strict=True)
     )
-    assert sorted(p.name for p in (tmp_path / "a").glob("*.txt")) == [paths[3].with_suffix(".txt").name,
-                                                                     paths[7].with_suffix(".txt").name]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.txt")) == [
+        paths[3].with_suffix(".txt").name,
+        paths[7].with_suffix(".txt").name,
+    ]
     picture, caption = scene(3)
     assert paths[0].name.startswith("_".join(caption.split()))
     styled = stylise(picture, 3).astype(np.float32)
@@ -38,10 +40,32 @@ def test_style_folder_is_seeded_recoloured_to_the_palette_and_captioned_by_name_
 )
 def test_finetune_bench_runs_the_tab_recipe_in_its_budget_and_reports_both_students(tmp_path):
     sheet = tmp_path / "sheet.png"
-    argv = [sys.executable, "-m", "bench.finetune", "--json", "--minutes", "0.3", "--n-style", "8", "--n-heldout", "8",
-            "--edge-method", "canny", "--sheet", str(sheet), "--workdir", str(tmp_path / "work")]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.finetune",
+        "--json",
+        "--minutes",
+        "0.3",
+        "--n-style",
+        "8",
+        "--n-heldout",
+        "8",
+        "--edge-method",
+        "canny",
+        "--sheet",
+        str(sheet),
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
+    done = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bench"] == "finetune" and report["device"] == "cpu" and report["budget_minutes"] == 0.3

@@ -41,8 +41,10 @@ def test_quality_reports_fd_and_edge_f1_for_every_step_count_and_saves_the_grid(
     assert set(report["kid_effnet"]) == with_real
     assert all(v >= 0 for v in report["fd_effnet"].values()) and "not comparable to FID" in report["fd_label"]
     assert set(report["checks"]) == {
-        "fd_student1_le_1.3x_teacher@2", "fd_student1_le_0.5x_teacher@1", "edge_f1_student1_ge_0.9x_teacher@2"
-    }  # fmt: skip
+        "fd_student1_le_1.3x_teacher@2",
+        "fd_student1_le_0.5x_teacher@1",
+        "edge_f1_student1_ge_0.9x_teacher@2",
+    }
     from PIL import Image
 
     assert Image.open(tmp_path / "grid.png").size == (4 * 32, 4 * 32)  # sketch | teacher@2 | student@1 | student@2

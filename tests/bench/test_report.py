@@ -4,9 +4,14 @@ from bench.report import FREEHAND_COLUMNS, QUALITY_COLUMNS, freehand_rows, quali
 
 
 def test_quality_rows_list_every_sampler_and_the_real_image_reference():
-    report = {"_file": "quality_x.json", "model": "m", "n": 3, "fd_effnet": {"teacher@32": 12.5, "student@1": 13.25},
-              "kid_effnet": {"teacher@32": 0.01, "student@1": 0.02},
-              "edge_f1": {"teacher@32": 0.5, "student@1": 0.45, "real images": 0.8}}  # fmt: skip
+    report = {
+        "_file": "quality_x.json",
+        "model": "m",
+        "n": 3,
+        "fd_effnet": {"teacher@32": 12.5, "student@1": 13.25},
+        "kid_effnet": {"teacher@32": 0.01, "student@1": 0.02},
+        "edge_f1": {"teacher@32": 0.5, "student@1": 0.45, "real images": 0.8},
+    }
     rows = quality_rows([report])
     assert [r["run"] for r in rows] == ["teacher@32", "student@1", "real images (reference)"]
     markdown = table(rows, QUALITY_COLUMNS)
@@ -14,9 +19,14 @@ def test_quality_rows_list_every_sampler_and_the_real_image_reference():
 
 
 def test_quality_rows_put_the_real_image_fd_floor_on_the_reference_row():
-    report = {"_file": "q.json", "model": "m", "n": 3, "fd_effnet": {"student@1": 13.0, "real images": 7.5},
-              "kid_effnet": {"student@1": 0.02, "real images": 0.01},
-              "edge_f1": {"student@1": 0.45, "real images": 0.8}}  # fmt: skip
+    report = {
+        "_file": "q.json",
+        "model": "m",
+        "n": 3,
+        "fd_effnet": {"student@1": 13.0, "real images": 7.5},
+        "kid_effnet": {"student@1": 0.02, "real images": 0.01},
+        "edge_f1": {"student@1": 0.45, "real images": 0.8},
+    }
     rows = quality_rows([report])
     assert [r["run"] for r in rows] == ["student@1", "real images (reference)"]
     assert (rows[1]["fd"], rows[1]["kid"], rows[1]["f1"]) == (7.5, 0.01, 0.8)

@@ -148,11 +148,22 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
     save_tiny(tiny_net(seed=0), teacher)
     save_tiny(tiny_net(seed=1), start, extra={"kind": "trigflow"})
     folder = image_folder(tmp_path / "my pictures")
-    paths = {"teacher.path": teacher, "student.init": start, "data.path": folder, "data.cache": tmp_path / "cache",
-             "export.models_dir": tmp_path / "models"}  # fmt: skip
+    paths = {
+        "teacher.path": teacher,
+        "student.init": start,
+        "data.path": folder,
+        "data.cache": tmp_path / "cache",
+        "export.models_dir": tmp_path / "models",
+    }
     overrides = [f"--{key}={json.dumps(str(value))}" for key, value in paths.items()]
-    overrides += ["--export.name=mine", "--max_steps=1", "--batch_size=2", "--optim.lr=0", "--optim.role_lr={}",
-                  "--preview.every=0"]  # fmt: skip
+    overrides += [
+        "--export.name=mine",
+        "--max_steps=1",
+        "--batch_size=2",
+        "--optim.lr=0",
+        "--optim.role_lr={}",
+        "--preview.every=0",
+    ]
     assert Trainer(load_config(FINETUNE_PRESET, overrides), tmp_path / "run", progress="json").run() == 0
     manifest = parse_manifest(tmp_path / "models" / "mine.toml")
     exported = load_tiny(tmp_path / "models" / "mine").state_dict()

@@ -84,8 +84,12 @@ def test_kernel_distance_is_near_zero_for_one_distribution_and_grows_with_a_shif
 @needs_effnet
 def test_effnet_lite0_recognises_the_sample_photos():
     model = load_effnet_lite0()
-    images = np.stack([np.asarray(Image.open(GRADIO_IMAGES / n).convert("RGB").resize((224, 224))) for n in
-                       ("cheetah.jpg", "lion.jpg")])  # fmt: skip
+    images = np.stack(
+        [
+            np.asarray(Image.open(GRADIO_IMAGES / n).convert("RGB").resize((224, 224)))
+            for n in ("cheetah.jpg", "lion.jpg")
+        ]
+    )
     top1 = model(to_effnet_input(images)).argmax(dim=1).tolist()
     assert top1 == [293, 291]  # ImageNet "cheetah", "lion"
 

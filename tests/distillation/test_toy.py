@@ -105,3 +105,14 @@ def test_cli_reruns_a_subset_and_keeps_the_other_rows(tmp_path, capsys):
     assert "| lcm | gmm | 0 |" in markdown.read_text() and "0.123 /" in markdown.read_text()
     with pytest.raises(SystemExit):
         toy.main(["--all", "--smoke", "--methods", "nope"])
+
+
+@pytest.mark.slow
+def test_the_recipe_passes_its_2d_proof_and_an_untrained_student_does_not():
+    """The full-size proof of the recipe (sCM + LADD on the exact GMM teacher, seed 0; ~2 CPU-minutes) passes:
+    closer to the ring than 4 teacher steps and 10x closer than 1, every mode covered. The same run with no training
+    steps must fail, so the `pass` flag can fail."""
+    record = toy.run("scm_ladd", 0, "gmm", toy.Scale())
+    assert record["pass"] is True, {k: record[k] for k in KEYS if k != "pass"}
+    untrained = toy.run("scm_ladd", 0, "gmm", toy.Scale(train_steps=0))
+    assert untrained["pass"] is False

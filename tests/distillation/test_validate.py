@@ -28,16 +28,32 @@ needs_effnet = pytest.mark.skipif(
 def pairs_with_pool(root: Path, n: int = 24, pool: tuple[int, ...] = (0, 1, 2, 3)) -> Path:
     root, sketch, image = write_sketch_pairs(root, n=n)
     picked = np.array(pool)
-    np.savez(root / "teacher_pool.npz", sketch=sketch[picked], image=image[picked][:, ::-1].copy(),
-             caption_index=picked % 2, train_index=picked)  # fmt: skip
+    np.savez(
+        root / "teacher_pool.npz",
+        sketch=sketch[picked],
+        image=image[picked][:, ::-1].copy(),
+        caption_index=picked % 2,
+        train_index=picked,
+    )
     return root
 
 
 def overrides(root: Path, models: Path, *more: str) -> list[str]:
-    return ["--teacher.kind=sketch_tiny", "--teacher.controlnet=false", "--data.kind=sketch_pairs",
-            f"--data.path={root}", "--data.split=teacher_pool", "--data.guidance=[2.0]", "--preview.every=0",
-            "--max_steps=3", "--batch_size=2", f"--export.models_dir={models}", "--export.dtype=float32",
-            "--ema_decay=0.5", *more]  # fmt: skip
+    return [
+        "--teacher.kind=sketch_tiny",
+        "--teacher.controlnet=false",
+        "--data.kind=sketch_pairs",
+        f"--data.path={root}",
+        "--data.split=teacher_pool",
+        "--data.guidance=[2.0]",
+        "--preview.every=0",
+        "--max_steps=3",
+        "--batch_size=2",
+        f"--export.models_dir={models}",
+        "--export.dtype=float32",
+        "--ema_decay=0.5",
+        *more,
+    ]
 
 
 def test_validation_indices_are_seeded_distinct_sorted_and_skip_the_excluded():
@@ -90,8 +106,13 @@ def scripted(trainer: Trainer, scores: list[float]) -> list[dict[str, torch.Tens
 
 def test_the_best_validated_ema_student_is_exported_not_the_last(tmp_path, capsys):
     root = pairs_with_pool(tmp_path / "pairs")
-    trainer = Trainer(load_config(PRESET, overrides(root, tmp_path / "models", "--select.every=1", "--select.start=1",
-                                                    "--select.n=10")), tmp_path / "run", progress="json")  # fmt: skip
+    trainer = Trainer(
+        load_config(
+            PRESET, overrides(root, tmp_path / "models", "--select.every=1", "--select.start=1", "--select.n=10")
+        ),
+        tmp_path / "run",
+        progress="json",
+    )
     trainer.setup()
     seen = scripted(trainer, [5.0, 1.0, 3.0])
     assert trainer.train() == 0
@@ -121,8 +142,12 @@ def test_validating_does_not_change_the_training_run(tmp_path):
     plain = Trainer(load_config(PRESET, overrides(root, tmp_path / "m1", "--export.enabled=false")), tmp_path / "a")
     plain.setup()
     assert plain.train() == 0
-    picky = Trainer(load_config(PRESET, overrides(root, tmp_path / "m2", "--export.enabled=false", "--select.every=1",
-                                                  "--select.n=10")), tmp_path / "b")  # fmt: skip
+    picky = Trainer(
+        load_config(
+            PRESET, overrides(root, tmp_path / "m2", "--export.enabled=false", "--select.every=1", "--select.n=10")
+        ),
+        tmp_path / "b",
+    )
     picky.setup()
     scripted(picky, [3.0, 2.0, 1.0, 0.5])
     assert picky.train() == 0

@@ -129,15 +129,18 @@ def test_engine_loads_through_a_manifest_and_draws_without_nans(tmp_path):
     blank = np.zeros((32, 32, 3), np.uint8)
     prompt = engine.encode_prompt("")  # empty prompt: the null text, no encoder needed
     for sketch in (blank, np.full((32, 32, 3), 255, np.uint8)):  # empty and all-ink sketches
-        result = engine.generate(prompt, engine.encode_control(sketch, (32, 32)), seed=3, steps=2, strength=1.0,
-                                 resolution=(64, 64))  # fmt: skip
+        result = engine.generate(
+            prompt, engine.encode_control(sketch, (32, 32)), seed=3, steps=2, strength=1.0, resolution=(64, 64)
+        )
         array = np.asarray(result.image)
         assert array.shape == (64, 64, 3) and np.isfinite(array).all()
         assert result.timings["total"] > 0
-    first = engine.generate(prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0,
-                            resolution=(32, 32))  # fmt: skip
-    second = engine.generate(prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0,
-                             resolution=(32, 32))  # fmt: skip
+    first = engine.generate(
+        prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0, resolution=(32, 32)
+    )
+    second = engine.generate(
+        prompt, engine.encode_control(blank, (32, 32)), seed=3, steps=1, strength=1.0, resolution=(32, 32)
+    )
     assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
 
 
