@@ -22,16 +22,15 @@ from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
 from pipelines.registry import MODELS_DIR, ModelError, ModelSpec, Registry
-from pipelines.sana import convert as sana_convert
 from pipelines.sana.config import CHI, controlnet_config, transformer_config
 from pipelines.sana.controlnet import SprintControlNet, controlnet_from_diffusers
 from pipelines.sana.engine import SanaSprintEngine
 from pipelines.sana.flow import SanaFlow
-from pipelines.sana.load import load_controlnet, load_nvlabs
+from pipelines.sana.load import load_controlnet
 from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib
 from pipelines.sana.sampling import sample_scm, sprint_timesteps
 from pipelines.schedules import sample_trigflow
-from pipelines.testing import build_random_sana, nvlabs_state, save_random_sana
+from pipelines.testing import build_random_sana, save_random_sana
 
 ATOL = 1e-4
 PROMPT = "A red fox sitting in the snow, watercolour"
@@ -317,41 +316,6 @@ def test_sana_teacher_parity_with_sana_controlnet_pipeline(parts, engine):
 
 
 # --- NVlabs checkpoints -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("sprint", [False, True], ids=["sana1-hed", "sprint-qknorm-guidance"])
-def test_sana_nvlabs_checkpoint_converts_with_no_missing_or_unexpected_keys(parts, tmp_path, sprint):
-    """An NVlabs-format state dict (built by inverting the converter's rules from tiny models, with the keys NVlabs
-    checkpoints carry that inference drops) loads strictly, tensor for tensor, and drives the same outputs."""
-    base = parts["transformer"] if sprint else parts["teacher_transformer"]
-    branch = parts["controlnet"] if sprint else parts["teacher_controlnet"]
-    state = nvlabs_state(base, branch)
-    assert "controlnet.0.before_proj.weight" in state and "blocks.0.attn.qkv.weight" in state
-    assert ("cfg_embedder.mlp.0.weight" in state) == sprint and ("blocks.0.attn.q_norm.weight" in state) == sprint
-    state.update({"y_embedder.y_embedding": torch.zeros(3, 32), "logvar_linear.weight": torch.zeros(1, 64)})
-    path = tmp_path / "checkpoints" / "model.pth"
-    path.parent.mkdir()
-    torch.save({"state_dict": state}, path)
-
-    flags = {"qk_norm": sprint, "guidance": sprint}
-    base_rules = sana_convert.transformer_rules(base.config.num_layers, **flags)
-    branch_rules = sana_convert.controlnet_rules(branch.config.num_layers, **flags)
-    assert set(sana_convert.convert(state, base_rules)) == set(base.state_dict())
-    assert set(sana_convert.convert(state, branch_rules)) == set(branch.state_dict())
-    assert sana_convert.unused_keys(state, base_rules, branch_rules) == []
-
-    loaded_base, loaded_branch = load_nvlabs(path, torch.float32)
-    for original, loaded in ((base, loaded_base), (branch, loaded_branch)):
-        expected, got = original.state_dict(), loaded.state_dict()
-        assert set(expected) == set(got)
-        assert all(torch.equal(expected[k], got[k]) for k in expected)
-    assert loaded_branch.config.wiring == "nvlabs" and loaded_branch.config.dense_time == sprint
-    assert (loaded_base.config.qk_norm is not None) == sprint and loaded_base.config.guidance_embeds == sprint
-
-    state["blocks.0.attn.extra.weight"] = torch.zeros(1)
-    torch.save({"state_dict": state}, path)
-    with pytest.raises(ModelError, match="does not know"):
-        load_nvlabs(path, torch.float32)
 
 
 def test_sana_community_diffusers_controlnet_folder_loads_with_nvlabs_wiring(parts, tmp_path):
