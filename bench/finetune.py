@@ -242,11 +242,12 @@ def load_average() -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from distillation.jobs import FINETUNE_PRESET, JobStore, estimate_words, finetune_overrides
+    from distillation.jobs import FINETUNE_PRESET, JobStore
     from distillation.metrics import FD_LABEL, fd_effnet_lite0, sketch_fidelity
     from pipelines.hed import HED
     from pipelines.registry import Registry
     from pipelines.tiny import load_tiny, sample_images
+    from ui.finetune_form import estimate_words, finetune_overrides
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="the fine-tune's time budget (the tab's)")

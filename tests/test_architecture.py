@@ -17,10 +17,8 @@ MAX_LINES = 600
 # modules still over MAX_LINES, at their size when the rule came in: each may shrink, none may grow (issue
 # "architecture": split them by idea, then drop them from here)
 OVERSIZED = {
-    "distillation.jobs": 1194,
     "distillation.trainer": 812,
     "distillation.teachers": 680,
-    "ui.distill_tab": 652,
 }
 
 

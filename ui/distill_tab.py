@@ -1,53 +1,35 @@
-"""Distill tab: launch, watch, cancel, resume and delete distillation jobs; finished students join the Live tab."""
+"""The Distill tab's layout and wiring: launch, watch, cancel, resume, delete and compare jobs; students join Live."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import gradio as gr
-import pandas as pd
 from PIL import Image
 
-from distillation.jobs import (
-    DONE,
-    FINETUNE_PRESET,
-    LIVE,
-    METHODS,
-    PROBE_STEPS,
-    RESUMABLE,
-    TEACHER_KINDS,
-    Estimate,
-    EstimateTimeout,
-    Job,
-    JobError,
-    JobStore,
-    Progress,
-    check_data,
-    check_folder,
-    estimate_words,
-    finetune_overrides,
-    folder_sketches,
-    job_overrides,
-    load_preset,
-    presets,
-    teacher_overrides,
-)
+from distillation.data import folder_sketches
+from distillation.jobs import DONE, PROBE_STEPS, JobError, JobStore
 from pipelines.engine import Request
 from pipelines.lines import usable_extractors
 from pipelines.preprocess import InputError
 from pipelines.registry import Registry
+from ui.distill_form import (
+    DEFAULT_PRESETS,
+    DEFAULT_TEACHER,
+    METHOD_TITLES,
+    TEACHER_KINDS,
+    default_preset,
+    preset_choices,
+    preset_fields,
+    request,
+    teacher_models,
+)
+from ui.distill_views import estimate_text, job_rows, loss_frame, progress_text, validation_frame
+from ui.finetune_form import check_ok, finetune_check, finetune_estimate, finetune_launch, free_name
 from ui.live import LiveSessions
 
-DEFAULT_TEACHER = "sketch-tiny-teacher"  # the bundled teacher: works offline, on a CPU
-DEFAULT_PRESETS = ("sketch_tiny_scm_ladd", "sketch_tiny_scm")  # its student recipes: with the prepared pairs, without
 DEFAULT_PAIRS = "data/sketch_tiny/128"
 DEFAULT_MINUTES = 10
-FINETUNE_NAME = "my-style"
-UNMEASURED_STEPS = 100_000  # the fine-tune's step count when the estimate could not measure: the time budget decides
 TEACHER_SOURCES = [
     ("the preset's teacher", "preset"),
     ("a model of this app", "model"),
@@ -82,263 +64,6 @@ RESOLUTION_NOTE = (
 )
 SESSION_JS = "(s, j, n) => [window.__ss ? window.__ss.session : s, j, n]"
 LOG_TO_END_JS = "() => { const t = document.querySelector('#ss-log textarea'); if (t) t.scrollTop = t.scrollHeight; }"
-
-
-# ---- plain functions ------------------------------------------------------------------------------------------------
-
-
-def teacher_models(registry: Registry) -> tuple[list[str], str]:
-    """Registry models the trainer can take as a teacher, and a note naming the others with the reason."""
-    usable, notes = [], []
-    for name, spec in sorted(registry.specs().items()):
-        try:
-            teacher_overrides(spec)
-            usable.append(name)
-        except JobError as error:
-            notes.append(f"{name}: {error}")
-    return usable, "; ".join(notes)
-
-
-def drawable(name: str) -> bool:
-    """Whether a preset's student can be drawn with: a random-weight teacher (the pipeline checks) exports a student
-    without the base model (text encoder, VAE) an engine needs."""
-    return not load_preset_raw(name).get("teacher", {}).get("random")
-
-
-def load_preset_raw(name: str) -> dict[str, Any]:
-    import tomllib
-
-    return tomllib.loads(presets()[name].read_text())
-
-
-def preset_choices() -> list[tuple[str, str]]:
-    """The Advanced preset picker: the presets whose students draw first, the pipeline checks last and labelled so;
-    the fine-tune preset is the other path's."""
-    names = [name for name in presets() if presets()[name] != FINETUNE_PRESET]
-    good = [(name, name) for name in names if drawable(name)]
-    checks = [(f"{name} (pipeline check: random weights, its student cannot draw)", name) for name in names
-              if not drawable(name)]  # fmt: skip
-    return good + checks
-
-
-def default_preset() -> str:
-    """The bundled teacher's student recipe that can run here: with the prepared pairs (and teacher pool) the
-    shipped recipe, else sCM on synthetic conditions."""
-    for name in DEFAULT_PRESETS:
-        if name in presets():
-            try:
-                check_data(load_preset(presets()[name]))
-            except JobError:
-                continue
-            return name
-    return next(name for _, name in preset_choices())
-
-
-def free_name(registry: Registry, jobs: JobStore, base: str = FINETUNE_NAME) -> str:
-    """`base`, or `base-2`, `base-3`... : the first name no model and no job has."""
-    taken = set(registry.specs()) | {job.name for job in jobs.jobs()}
-    name, k = base, 1
-    while name in taken:
-        k += 1
-        name = f"{base}-{k}"
-    return name
-
-
-def finetune_check(folder: str) -> str:
-    """The folder box's answer: usable pictures and captions, or what is wrong, in plain words."""
-    if not (folder or "").strip():
-        return "Give the folder that holds your pictures (png, jpg, webp or bmp; subfolders too)."
-    try:
-        return check_folder(folder).text()
-    except JobError as error:
-        return f"**Not usable:** {error}"
-
-
-def finetune_estimate(jobs: JobStore, folder: str, minutes: float | None) -> str:
-    """ "About N minutes for M steps on this CPU" for the fine-tune path (a few seconds the first time, then at once),
-    or why not."""
-    try:
-        check = check_folder(folder)
-        if not check.images:
-            raise JobError(f"no usable pictures in {check.folder}")
-        minutes = float(minutes or 0)
-        estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
-        steps = int(finetune_overrides(folder, minutes=minutes, estimate=estimate)[-1].split("=")[1])
-        return estimate_words(estimate, steps, minutes)
-    except JobError as error:
-        return f"**No estimate:** {error}"
-
-
-def finetune_launch(jobs: JobStore, registry: Registry, folder: str, name: str, minutes: float | None) -> Job:
-    """Queue the fine-tune path's job: the folder, the name and the budget turned into steps by the estimate."""
-    check = check_folder(folder)
-    if not check.images:
-        raise JobError(f"no usable pictures in {check.folder}")
-    minutes = float(minutes or 0)
-    try:
-        estimate = jobs.quick_estimate(FINETUNE_PRESET, finetune_overrides(folder, minutes=minutes, estimate=None))
-        overrides = finetune_overrides(folder, minutes=minutes, estimate=estimate)
-    except EstimateTimeout:  # a busy machine: no step count, the wall-clock stop alone ends the job
-        overrides = [*finetune_overrides(folder, minutes=minutes, estimate=None), f"--max_steps={UNMEASURED_STEPS}"]
-    teacher = DEFAULT_TEACHER if DEFAULT_TEACHER in registry.specs() else ""
-    return jobs.launch(FINETUNE_PRESET, overrides, name=(name or "").strip(), teacher_model=teacher)
-
-
-def preset_fields(name: str) -> dict[str, Any]:
-    """A preset's values for the form (method, steps, learning rate, batch, LoRA rank, data kind), read as written:
-    a preset whose data is not prepared here still fills the form (launching it says what is missing)."""
-    from distillation.config import JobConfig
-
-    raw, default = load_preset_raw(name), JobConfig()
-    return {
-        "method": raw.get("method", {}).get("name", default.method.name),
-        "steps": raw.get("max_steps", default.max_steps),
-        "lr": raw.get("optim", {}).get("lr", default.optim.lr),
-        "batch": raw.get("batch_size", default.batch_size),
-        "lora_rank": raw.get("student", {}).get("lora_rank", default.student.lora_rank),
-        "data": raw.get("data", {}).get("kind", default.data.kind),
-    }
-
-
-def request(
-    registry: Registry,
-    preset: str,
-    method: str,
-    teacher: str,
-    teacher_model: str,
-    teacher_path: str,
-    teacher_kind: str,
-    controlnet_path: str,
-    data: str,
-    data_path: str,
-    augment: bool,
-    steps: float | None,
-    lr: float | None,
-    batch: float | None,
-    lora_rank: float | None,
-    folder_path: str = "",
-    sketch: str = "canny",
-) -> tuple[Path, list[str], str]:
-    """The form -> (preset path, overrides, teacher model name or ""); JobError when a choice is invalid. `data_path`
-    is the prepared-pairs folder, `folder_path` the image folder (data "image_folder") with its `sketch` extractor."""
-    if preset not in presets():
-        raise JobError(f"preset {preset!r}: one of {', '.join(presets())}")
-    path = presets()[preset]
-    overrides = job_overrides(
-        path,
-        registry,
-        method=method,
-        teacher=teacher,
-        teacher_model=teacher_model or "",
-        teacher_path=teacher_path or "",
-        teacher_kind=teacher_kind,
-        controlnet_path=controlnet_path or "",
-        data=data,
-        data_path=(folder_path if data == "image_folder" else data_path) or "",
-        augment=bool(augment),
-        sketch=sketch or "canny",
-        steps=steps,
-        lr=lr,
-        batch=batch,
-        lora_rank=lora_rank,
-    )
-    return path, overrides, teacher_model if teacher == "model" else ""
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def estimate_text(estimate: Estimate) -> str:
-    """An Estimate in plain words first ("about N minutes for M steps on this CPU"), then the figures behind it."""
-    memory = f"memory ≈ **{estimate.memory_gb:.2f} GB** (probe peak {estimate.peak_memory_gb:.2f} GB"
-    return (
-        f"{estimate_words(estimate, estimate.max_steps)} Needs about {estimate.memory_gb:.1f} GB of memory and "
-        f"{estimate.disk_gb * 1024:.0f} MB of disk.\n\n"
-        f"Details (a {PROBE_STEPS}-step probe of these settings on {estimate.device}; formulas in "
-        f"`distillation/jobs.py`): {memory}; weights and optimizer state by parameter count {estimate.weights_gb:.3f} "
-        f"GB), time ≈ **{duration(estimate.time_s)}** (set-up {estimate.setup_s:.0f} s + {estimate.max_steps} steps × "
-        f"{estimate.s_per_step:.2f} s), disk ≈ {estimate.disk_gb * 1024:.0f} MB. Parameters: "
-        f"{estimate.frozen_params:,} frozen, {estimate.trainable_params:,} trained."
-    )
-
-
-def job_rows(jobs: list[Job]) -> list[list[Any]]:
-    """Rows of the jobs table, newest first."""
-    return [
-        [
-            job.id,
-            job.state,
-            job.total,
-            job.name,
-            Path(job.preset).stem,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created)),
-            job.reason,
-        ]
-        for job in jobs
-    ]
-
-
-def progress_text(job: Job, progress: Progress) -> str:
-    """The selected job in a few lines: state, step/total, it/s, ETA, checkpoint, why it ended, its student."""
-    head = f"**{job.id} · {job.state}** · step {progress.step}/{progress.total}"
-    if job.state in LIVE and progress.it_s:
-        head += f" · {progress.it_s:.2f} it/s · ETA {duration(progress.eta_s)}"
-    if progress.checkpoint_step is not None:
-        head += f" · checkpoint at step {progress.checkpoint_step}"
-    lines = [head]
-    if best := best_validation(progress.metrics):
-        key, step, score = best
-        name = key.removeprefix("val/")
-        lines.append(f"Best validation {name}: {score:.1f} at step {step} (the student it exports).")
-    if job.reason:
-        lines.append(job.reason)
-    if job.state in RESUMABLE:
-        lines.append("Resume continues in the same folder" + (" from the checkpoint." if job.resume else "."))
-    if job.state == DONE:
-        where = "listed in the Live tab's model picker" if job.export == "listed" else job.export or "not exported"
-        lines.append(f"Student `{job.name}`: {where}.")
-    return "\n\n".join(lines)
-
-
-def curve_frame(metrics: list[dict[str, Any]], keep: Callable[[str], bool], limit: int = 2000) -> pd.DataFrame | None:
-    """Long-form curves (step, value, series) of every logged numeric value whose key passes `keep`, each series
-    thinned to at most `limit` points; None before the first point (Gradio's plot draws no lines at all once it was
-    given an empty frame)."""
-    keys = sorted({key for row in metrics for key in row if keep(key)})
-    rows = []
-    for key in keys:
-        points = [(row["step"], row[key], key) for row in metrics if isinstance(row.get(key), int | float)]
-        rows += points[:: max(1, -(-len(points) // limit))]  # ceil: at most `limit` points
-    if not rows:
-        return None
-    rows.sort(key=lambda row: row[0])
-    return pd.DataFrame(rows, columns=["step", "value", "series"]).astype({"value": "float64"})
-
-
-def loss_frame(metrics: list[dict[str, Any]], limit: int = 2000) -> pd.DataFrame | None:
-    """The loss curves: every logged `*loss` value."""
-    return curve_frame(metrics, lambda key: key.endswith("loss"), limit)
-
-
-def validation_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame | None:
-    """The validation curves of a run with `[select]`: every logged `val/<metric>@<steps>` score."""
-    return curve_frame(metrics, lambda key: key.startswith("val/"))
-
-
-def best_validation(metrics: list[dict[str, Any]]) -> tuple[str, int, float] | None:
-    """(key, step, score) of the lowest validation score logged (the checkpoint a `[select]` run exports; every
-    metric in SELECT_METRICS is lower-is-better); None when nothing was validated."""
-    scores = [(row[key], row["step"], key) for row in metrics for key in row
-              if key.startswith("val/") and isinstance(row[key], int | float) and math.isfinite(row[key])]  # fmt: skip
-    if not scores:
-        return None
-    score, step, key = min(scores)
-    return key, step, score
 
 
 def compare(
@@ -378,14 +103,6 @@ def compare(
         notes.append(text)
     notes.append(f"seed {params.get('seed', 0)}, prompt {params.get('prompt', '')!r}")
     return teacher, student, "\n\n".join(notes)
-
-
-def check_ok(folder: str) -> bool:
-    """Whether a folder path names a folder with at least one picture (the estimate is worth running)."""
-    try:
-        return check_folder(folder).images > 0
-    except JobError:
-        return False
 
 
 # ---- the tab --------------------------------------------------------------------------------------------------------
@@ -452,7 +169,7 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                         launch_note = gr.Markdown(elem_id="ss-launch-note")
                         with gr.Accordion("Advanced", open=False, elem_id="ss-advanced"):
                             preset = gr.Dropdown(choices, value=default, label="Preset")
-                            method = gr.Dropdown([(title, key) for key, title in METHODS.items()],
+                            method = gr.Dropdown([(title, key) for key, title in METHOD_TITLES.items()],
                                                  value=fields["method"], label="Method")  # fmt: skip
                             teacher = gr.Radio(TEACHER_SOURCES, value="model" if default_teacher else "preset",
                                                label="Teacher")  # fmt: skip

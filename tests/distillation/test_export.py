@@ -142,7 +142,7 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
     from distillation.jobs import FINETUNE_PRESET
     from pipelines.tiny import load_tiny, save_tiny
     from tests.distillation.test_data_folders import image_folder
-    from tests.distillation.test_jobs import tiny_net
+    from tests.distillation.test_jobs_store import tiny_net
 
     teacher, start = tmp_path / "teacher", tmp_path / "start"
     save_tiny(tiny_net(seed=0), teacher)

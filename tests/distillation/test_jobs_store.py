@@ -1,4 +1,4 @@
-"""Distillation jobs: real training subprocesses launched, watched, cancelled, resumed, adopted after the app dies,
+"""The job store: real training subprocesses launched, watched, cancelled, resumed, adopted after the app dies,
 failed with their reason; bad input refused before anything starts; students served on the live canvas."""
 
 import errno
@@ -15,31 +15,24 @@ import numpy as np
 import pytest
 import torch
 
-from distillation import jobs as jobs_module
 from distillation.config import load_config
 from distillation.jobs import (
     DONE,
     FAILED,
-    FINETUNE_PRESET,
     INTERRUPTED,
     QUEUED,
     RUNNING,
-    STARTUP_S,
-    STOP_MARGIN_S,
     STOPPED,
     Job,
     JobError,
     JobStore,
-    check_folder,
-    estimate_words,
-    finetune_overrides,
-    job_overrides,
-    readable,
+    records,
 )
 from pipelines.engine import Request
 from pipelines.host import LiveHost
 from pipelines.registry import Registry
 from pipelines.tiny import SketchTinyNet, TinyConfig, save_tiny
+from ui.distill_form import job_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "distillation" / "presets" / "tiny_scm_ladd.toml"
@@ -282,7 +275,7 @@ def test_jobs_launches_at_once_queue_distinct_jobs_and_refuse_a_duplicate(make_s
         thread.start()
     for thread in threads:
         thread.join()
-    ids = [r for r in results if jobs_module.ID_RE.fullmatch(r)]
+    ids = [r for r in results if records.ID_RE.fullmatch(r)]
     refusals = [r for r in results if r not in ids]
     assert len(ids) == 2 and len(refusals) == 2, results
     assert all("with the same settings is already queued" in r for r in refusals)
@@ -382,7 +375,7 @@ def test_jobs_bad_input_is_refused_with_a_clear_message_and_nothing_starts(
         def full(path, text):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        monkeypatch.setattr(jobs_module, "_atomic_write", full)
+        monkeypatch.setattr(records, "atomic_write", full)
     with pytest.raises(JobError, match=message.replace("(", r"\(").replace("[", r"\[")):
         store.launch(PRESET, overrides, **kwargs)
     assert store.jobs() == [] and not [p for p in (store.folder.iterdir() if store.folder.exists() else [])
@@ -457,57 +450,3 @@ def test_jobs_an_image_folder_is_estimated_and_reaches_the_trainer_as_one_argume
         job_overrides(PRESET, models, data="image_folder", data_path="  ")
     with pytest.raises(JobError, match="sketch extractor 'sobel': one of canny, lineart, hed"):
         job_overrides(PRESET, models, data="image_folder", data_path=str(folder), sketch="sobel")
-
-
-def test_jobs_log_lines_read_as_words():
-    progress = {"event": "progress", "step": 40, "total": 431, "it_s": 0.8, "eta_s": 488.0, "student/loss": 1.08,
-                "student/adv_loss": -0.2, "heads/loss": 0.95, "heads/d_acc": 0.5}  # fmt: skip
-    assert readable(json.dumps(progress)) == (
-        "step 40/431 · losses: student 1.08, student/adv -0.2, heads 0.95 · 1.25 s/step · about 8 min 08 s left"
-    )
-    limit = {"event": "time_limit", "step": 300, "limit_s": 590.0, "seconds": 583.2}
-    assert readable(json.dumps(limit)) == (
-        "step 300: time budget reached (9 min 43 s of 9 min 50 s); finishing with what was learnt"
-    )
-    assert readable(json.dumps({"event": "export", "registry": "listed"})) == (
-        "exported: listed in the Live tab's model picker"
-    )
-    assert readable("--- 2026-01-01 10:00:00 $ python -m distillation.train x") == (
-        "--- 2026-01-01 10:00:00: training process started"
-    )
-    assert readable("Traceback (most recent call last):") == "Traceback (most recent call last):"
-    assert readable('{"event": "something new", "step": 1}') == '{"event": "something new", "step": 1}'
-
-
-def test_jobs_fine_tune_path_checks_the_folder_and_its_estimate_answers_in_seconds(make_store, tmp_path):
-    """The Distill tab's first path: the folder's usable pictures and captions are counted without preparing it;
-    a two-step trial turns the budget into steps in under 10 s, then answers at once for another folder or budget."""
-    from tests.distillation.test_data_folders import image_folder
-
-    folder = image_folder(tmp_path / "my pictures")
-    check = check_folder(f"  {folder}  ")
-    assert (check.images, check.captioned, check.named, check.unreadable) == (5, 4, 1, ["broken.jpg"])
-    assert "**5 usable pictures**" in check.text() and "1 cannot be opened and are skipped: broken.jpg" in check.text()
-    with pytest.raises(JobError, match="does not exist"):
-        check_folder(str(tmp_path / "nowhere"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(JobError, match="no pictures in"):
-        check_folder(str(tmp_path / "empty"))
-    with pytest.raises(JobError, match="more than 0 minutes"):
-        finetune_overrides(str(folder), minutes=0, estimate=None)
-
-    store = make_store(start=False)
-    started = time.perf_counter()
-    estimate = store.quick_estimate(FINETUNE_PRESET, finetune_overrides(str(folder), minutes=10, estimate=None))
-    assert time.perf_counter() - started < 10 and estimate.device == "cpu" and estimate.s_per_step > 0
-    overrides = finetune_overrides(str(folder), minutes=10, estimate=estimate)
-    cfg = load_config(FINETUNE_PRESET, overrides)
-    assert cfg.data.path == str(folder) and cfg.time_limit_s == 600 - STOP_MARGIN_S and cfg.student.init
-    assert STARTUP_S + estimate.setup_s + cfg.max_steps * estimate.s_per_step < cfg.time_limit_s  # the steps fit
-    words = estimate_words(estimate, cfg.max_steps, 10)
-    assert f"for {cfg.max_steps} steps** on this CPU" in words and "stops at 10 minutes" in words
-    started = time.perf_counter()
-    again = store.quick_estimate(FINETUNE_PRESET, finetune_overrides(str(tmp_path), minutes=3, estimate=None))
-    assert again == estimate and time.perf_counter() - started < 1
-    job = store.launch(FINETUNE_PRESET, overrides, name="mine")  # every pre-start check passes (teacher, data, disk)
-    assert job.state == QUEUED and job.total == cfg.max_steps
