@@ -183,8 +183,8 @@ class LatestWinsWorker:
     foreground requests (the tab the person draws in) first, so every tab gets its latest frame, the drawing tab
     waits for at most the frame in progress, and the device runs one generation at a time."""
 
-    def __init__(self, run: Callable[[Request], GenResult], name: str = "engine-worker"):
-        self._run = run
+    def __init__(self, render: Callable[[Request], GenResult], name: str = "engine-worker"):
+        self._render = render
         self._cond = threading.Condition()
         self._pending: dict[str, Ticket] = {}
         self._order: deque[str] = deque()
@@ -262,7 +262,7 @@ class LatestWinsWorker:
                 frame = Frame(request.version, "cached", last[1].image, dict(last[1].timings), last[1].message)
             else:
                 try:
-                    result = self._run(request)
+                    result = self._render(request)
                     frame = Frame(request.version, "ok", result.image, result.timings, result.notice)
                     self.generations += 1
                 except Exception as error:  # the app stays up: the error is the answer

@@ -59,7 +59,7 @@ class LiveHost:
         self._engines: dict[str, Engine] = {}
         self._resolution_cap: dict[str, tuple[int, int]] = {}  # the size an out-of-memory frame fell back to
         self._load_lock = threading.Lock()
-        self.worker = LatestWinsWorker(self._run)
+        self.worker = LatestWinsWorker(self._render)
 
     def engine(self, name: str) -> Engine:
         """The loaded engine for `name`, loading (and warming) it on first use; raises ModelError."""
@@ -121,7 +121,7 @@ class LiveHost:
         """Drop what the worker keeps for a session and its helper sessions (the tab is gone)."""
         self.worker.forget(session)
 
-    def generate(self, request: Request, timeout: float | None = 120.0) -> Frame:
+    def draw(self, request: Request, timeout: float | None = 120.0) -> Frame:
         return self.submit(request).wait(timeout)
 
     def close(self) -> None:
@@ -138,7 +138,7 @@ class LiveHost:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _run(self, request: Request) -> GenResult:
+    def _render(self, request: Request) -> GenResult:
         t0 = time.perf_counter()
         engine = self.engine(request.model)
         notices = []

@@ -322,7 +322,7 @@ class EngineProcess:
         if self.alive() and not self._closed:
             self.call("unload", model=name)
 
-    def generate(self, name: str, mode: str, prompt: PromptCond, control: ControlCond, kwargs: dict) -> GenResult:
+    def render(self, name: str, mode: str, prompt: PromptCond, control: ControlCond, kwargs: dict) -> GenResult:
         pixels = control.tensors.get("pixels")
         if pixels is None:
             raise ValueError("a RemoteEngine takes ControlConds from its own encode_control")
@@ -394,7 +394,7 @@ class RemoteEngine:
         resolution: tuple[int, int],
     ) -> GenResult:
         kwargs = {"seed": seed, "steps": steps, "strength": strength, "resolution": tuple(resolution)}
-        return self.process.generate(self.model, "live", prompt, control, kwargs)
+        return self.process.render(self.model, "live", prompt, control, kwargs)
 
     def refine(
         self,
@@ -409,7 +409,7 @@ class RemoteEngine:
         kwargs = {"seed": seed, "strength": strength, "resolution": tuple(resolution)}
         if steps is not None:
             kwargs["steps"] = steps
-        return self.process.generate(self.model, "refine", prompt, control, kwargs)
+        return self.process.render(self.model, "refine", prompt, control, kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -471,10 +471,10 @@ class _Server:
             cond = self.engine(header["model"]).encode_prompt(header["text"])
             return {"truncated": bool(cond.truncated), "n_tokens": int(cond.n_tokens)}, None
         if op == "generate":
-            return self.generate(header, payload)
+            return self.render(header, payload)
         raise ValueError(f"unknown engine process request {op!r}")
 
-    def generate(self, header: dict, payload: bytearray | None) -> tuple[dict, bytes | None]:
+    def render(self, header: dict, payload: bytearray | None) -> tuple[dict, bytes | None]:
         key = header["control_key"]
         if payload is not None:
             self.pixels[key] = np.frombuffer(payload, np.dtype(header["dtype"])).reshape(header["shape"])

@@ -83,7 +83,7 @@ def compare(
     def draw(model: str, steps: int, who: str) -> tuple[Image.Image | None, str]:
         request = Request(session=f"{session_id}-{who}", version=time.time_ns(), sketch=state.sketch,
                           **{**params, "model": model, "steps": steps})  # fmt: skip
-        frame = sessions.host.generate(request)
+        frame = sessions.host.draw(request)
         if frame.image is None:
             return None, f"{who}: {frame.message or 'no image'}"
         ms = frame.timings.get("host_total", frame.timings.get("total", 0.0))

@@ -304,7 +304,7 @@ class LiveSessions:
             state.sketch, state.params, state.seq = sketch, params, seq
         foreground = payload.get("foreground") is True
         request = Request(session=session_id, version=seq, sketch=sketch, foreground=foreground, **params)
-        frame = self.host.generate(request)
+        frame = self.host.draw(request)
         reply = {
             "seq": seq,
             "status": frame.status,
@@ -347,7 +347,7 @@ class LiveSessions:
                 return {"seq": seq, "status": "stale", "message": "a newer frame exists"}
             sketch, params = state.sketch, dict(state.params)
         request = Request(session=f"{session_id}-refine", version=seq, sketch=sketch, mode="refine", **params)
-        frame = self.host.generate(request, timeout=600)
+        frame = self.host.draw(request, timeout=600)
         reply = {"seq": seq, "status": frame.status, "message": frame.message, "timings": dict(frame.timings)}
         if frame.image is not None and frame.status in ("ok", "cached"):
             reply["image"] = encode_data_url(frame.image)
@@ -384,7 +384,7 @@ class LiveSessions:
             seed = (base_seed + i * 7919) % (MAX_SEED + 1)
             params = {**base, "seed": seed}
             request = Request(session=f"{session_id}-var", version=time.time_ns(), sketch=sketch, **params)
-            frame = self.host.generate(request)
+            frame = self.host.draw(request)
             if frame.image is None:
                 raise InputError(frame.message or "variation failed")
             results.append((frame.image, f"seed {seed}"))

@@ -287,7 +287,7 @@ class SanaSprintEngine:
         pixels = pixels.to(device=self.device, dtype=self.vae.dtype)  # 1 3 h w in [-1, 1]
         if self._optimized:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        latent = self._run(("encode", *size), self._encode_fn, pixels).clone()
+        latent = self._call_graphed(("encode", *size), self._encode_fn, pixels).clone()
         return ControlCond(key=key, resolution=size, tensors={"latent": latent})
 
     def _encode_fn(self, pixels: Tensor) -> Tensor:
@@ -295,7 +295,7 @@ class SanaSprintEngine:
 
     # --- sampling -------------------------------------------------------------------------------------------
 
-    def _run(self, key: tuple, fn: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
+    def _call_graphed(self, key: tuple, fn: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
         """fn(*inputs), through this shape's CUDA graph when the real-time path is on."""
         if not self.cuda_graphs:
             return fn(*inputs)
@@ -371,7 +371,7 @@ class SanaSprintEngine:
         latent_size = (h // self.vae_scale_factor, w // self.vae_scale_factor)
         noise = self.noise(seed, steps, latent_size)
         control_latent = control.tensors["latent"] if control is not None else self._no_control
-        return self._run(
+        return self._call_graphed(
             ("denoise", steps, *latent_size),
             self._denoise_fn,
             noise,
@@ -422,7 +422,7 @@ class SanaSprintEngine:
         )
         clock.mark("denoise")
         # 3. decode: latents / scaling_factor -> DC-AE(-Lite) -> uint8 pixels, then the frame's one host copy
-        pixels = self._run(("decode", self._decoder, *latents.shape[-2:]), self._decode_fn, latents)
+        pixels = self._call_graphed(("decode", self._decoder, *latents.shape[-2:]), self._decode_fn, latents)
         clock.mark("decode")
         image = Image.fromarray(pixels.cpu().numpy())
         control_ms = self._control_clock.ms()["control"] if self._control_clock is not None else 0.0

@@ -92,7 +92,7 @@ def metric_steps(store: JobStore, job_id: str) -> list[int]:
 def frame_for(host: LiveHost, model: str):
     sketch = np.full((64, 64, 3), 255, np.uint8)
     sketch[20:44, 30:34] = 0
-    return host.generate(Request(session="jobs-test", version=time.time_ns(), model=model, prompt="", sketch=sketch))
+    return host.draw(Request(session="jobs-test", version=time.time_ns(), model=model, prompt="", sketch=sketch))
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def test_remote_frames_are_pixel_identical_to_in_process_frames(remote, registry
             req(5, model=TINY, resolution=128, prompt="a smiling sun", mode="refine", seed=2),  # the teacher's pass
         ]
         for request in requests:
-            there, here = remote.generate(request, TIMEOUT), local.generate(request, TIMEOUT)
+            there, here = remote.draw(request, TIMEOUT), local.draw(request, TIMEOUT)
             assert there.status == here.status == "ok", (there.message, here.message)
             assert np.array_equal(np.asarray(there.image), np.asarray(here.image))
             assert there.message == here.message
@@ -111,7 +111,7 @@ def test_engine_errors_come_back_as_their_types(remote, prompt, kind):
     name = type(PROMPT_ERRORS[prompt]).__name__
     if kind is RemoteError:
         assert type(raised.value).__name__ == name  # the frame says "SketchBoom: ...", as in process
-    frame = remote.generate(req(time.time_ns(), model="scripted", prompt=prompt), TIMEOUT)
+    frame = remote.draw(req(time.time_ns(), model="scripted", prompt=prompt), TIMEOUT)
     assert frame.status == "error" and str(PROMPT_ERRORS[prompt]).split(".")[0] in frame.message
 
 
@@ -122,13 +122,13 @@ def test_a_real_engine_error_and_a_missing_model_keep_their_types(remote):
         engine.generate(engine.encode_prompt(""), control, seed=0, steps=7, strength=1.0, resolution=(256, 256))
     with pytest.raises(ModelError, match="files not on disk"):
         remote.engine("broken")
-    frame = remote.generate(req(model="broken", session="broken"), TIMEOUT)
+    frame = remote.draw(req(model="broken", session="broken"), TIMEOUT)
     assert frame.status == "error" and frame.message.startswith("ModelError: ")
 
 
 def test_out_of_memory_in_the_engine_process_falls_back_to_a_smaller_resolution(remote):
-    first = remote.generate(req(model="scripted-oom", session="oom", resolution=512), TIMEOUT)
-    second = remote.generate(req(2, model="scripted-oom", session="oom", resolution=512, seed=3), TIMEOUT)
+    first = remote.draw(req(model="scripted-oom", session="oom", resolution=512), TIMEOUT)
+    second = remote.draw(req(2, model="scripted-oom", session="oom", resolution=512, seed=3), TIMEOUT)
     assert first.status == "ok" and "out of GPU memory at 512x512" in first.message
     assert first.image.size == (256, 256)
     assert second.status == "ok" and "out of GPU memory" not in second.message  # remembered: no second OOM
@@ -145,16 +145,16 @@ def test_a_killed_engine_process_is_an_error_frame_and_the_next_request_restarts
     frame = ticket.wait(TIMEOUT)
     assert frame.status == "error" and "EngineCrashed" in frame.message and "SIGKILL" in frame.message
     assert gone(old)
-    after = remote.generate(req(2, model="scripted", session="kill"), TIMEOUT)
+    after = remote.draw(req(2, model="scripted", session="kill"), TIMEOUT)
     assert after.status == "ok" and remote.process.pid not in (None, old)
 
 
 def test_close_stops_the_engine_process_and_later_requests_are_refused(registry):
     host = LiveHost(registry, "cpu", engine_process=True, loader=loader)
-    frame = host.generate(req(model="scripted"), TIMEOUT)
+    frame = host.draw(req(model="scripted"), TIMEOUT)
     pid = host.process.pid
     host.close()
     assert frame.status == "ok" and pid is not None and gone(pid)
     with pytest.raises(EngineCrashed, match="shut down"):
         host.process.call("load", model="scripted")
-    assert host.generate(req(2, model="scripted"), 5).status == "error"
+    assert host.draw(req(2, model="scripted"), 5).status == "error"

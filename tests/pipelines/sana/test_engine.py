@@ -403,7 +403,7 @@ def test_sana_bad_input_gpu_memory_prompt_length_and_resolution(registry, tmp_pa
     host = LiveHost(registry, "cpu")
     try:
         canvas = 255 - sketch(7, (96, 96))  # dark strokes on white, as the canvas sends them
-        frame = host.generate(Request("s", 1, "tiny-sana", "a fox " * 80, canvas, resolution=192), timeout=300)
+        frame = host.draw(Request("s", 1, "tiny-sana", "a fox " * 80, canvas, resolution=192), timeout=300)
         assert frame.status == "ok", frame.message
         assert "prompt truncated to 298 tokens" in frame.message  # CHI tokens + 300 - 2, the CHI prefix kept
         assert "resolution 192 -> 128" in frame.message  # SANA's bins, in the one resolution notice
@@ -505,7 +505,7 @@ def test_sana_cuda_graph_path_matches_eager_without_allocations_or_host_syncs(mo
     torch.cuda.set_sync_debug_mode("error")
     try:
         latents = fast._sample(prompts[1], controls[1], seed=3, steps=1, strength=0.8, resolution=size)
-        fast._run(("decode", fast.decoder, 16, 16), fast._decode_fn, latents)
+        fast._call_graphed(("decode", fast.decoder, 16, 16), fast._decode_fn, latents)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.cuda.memory_stats()["allocation.all.allocated"] == allocations
@@ -521,8 +521,8 @@ def test_sana_refine_on_pen_up_runs_the_teacher_through_the_host(registry):
     canvas[100:110, 30:220] = 0
     base = dict(session="s", model="tiny-sana", prompt=PROMPT, sketch=canvas, seed=1, resolution=SIZE[0])
     try:
-        refined = host.generate(Request(version=1, mode="refine", **base), timeout=300)
-        live = host.generate(Request(version=2, **base), timeout=300)
+        refined = host.draw(Request(version=1, mode="refine", **base), timeout=300)
+        live = host.draw(Request(version=2, **base), timeout=300)
     finally:
         host.close()
     assert refined.status == "ok" and live.status == "ok"
