@@ -32,8 +32,13 @@ def teacher_overrides(spec: ModelSpec) -> list[str]:
         path = spec.component_path("weights")
         if read_json(Path(path) / "config.json").get("kind") == "trigflow":
             raise JobError(f"{spec.name} is a distilled student (TrigFlow), not a flow-matching teacher")
-        return ["--teacher.kind=sketch_tiny", '--teacher.random=""', f"--teacher.path={toml_string(path)}",
-                "--teacher.controlnet=false", f"--teacher.licence={toml_string(spec.licence)}"]  # fmt: skip
+        return [
+            "--teacher.kind=sketch_tiny",
+            '--teacher.random=""',
+            f"--teacher.path={toml_string(path)}",
+            "--teacher.controlnet=false",
+            f"--teacher.licence={toml_string(spec.licence)}",
+        ]
     if spec.backend == "sd":
         if spec.random_init:
             return ["--teacher.kind=unet", f"--teacher.random={toml_string(spec.random_init)}"]
@@ -103,8 +108,12 @@ def job_overrides(
         if teacher_kind == "sketch_tiny" and controlnet_path.strip():
             raise JobError("a sketch_tiny teacher takes the sketch itself: it has no ControlNet")
         value = _model_source(teacher, teacher_path, "teacher")
-        out += [f"--teacher.kind={teacher_kind}", '--teacher.random=""', f"--teacher.path={toml_string(value)}",
-                '--teacher.licence=""']  # fmt: skip
+        out += [
+            f"--teacher.kind={teacher_kind}",
+            '--teacher.random=""',
+            f"--teacher.path={toml_string(value)}",
+            '--teacher.licence=""',
+        ]
         if controlnet_path.strip():
             source = "folder" if is_local(controlnet_path.strip()) else "hub"
             out += [
@@ -132,12 +141,20 @@ def job_overrides(
         if sketch not in DATA_SKETCHES:
             raise JobError(f"sketch extractor {sketch!r}: one of {', '.join(DATA_SKETCHES)}")
         path = str(Path(data_path.strip()).expanduser().resolve())
-        out += ["--data.kind=image_folder", f"--data.path={toml_string(path)}", f"--data.sketch={toml_string(sketch)}",
-                f"--data.augment={augment!r}".lower()]  # fmt: skip
+        out += [
+            "--data.kind=image_folder",
+            f"--data.path={toml_string(path)}",
+            f"--data.sketch={toml_string(sketch)}",
+            f"--data.augment={augment!r}".lower(),
+        ]
     elif data:
         raise JobError(f"data {data!r}: synthetic, sketch_pairs or image_folder (the kinds the trainer reads)")
-    numbers = {"max_steps": (steps, int), "optim.lr": (lr, float), "batch_size": (batch, int),
-               "student.lora_rank": (lora_rank, int)}  # fmt: skip
+    numbers = {
+        "max_steps": (steps, int),
+        "optim.lr": (lr, float),
+        "batch_size": (batch, int),
+        "student.lora_rank": (lora_rank, int),
+    }
     out += [f"--{key}={cast(value)!r}" for key, (value, cast) in numbers.items() if value is not None]
     return out
 
@@ -170,8 +187,11 @@ def preset_choices() -> list[tuple[str, str]]:
     the fine-tune preset is the other path's."""
     names = [name for name in presets() if presets()[name] != FINETUNE_PRESET]
     good = [(name, name) for name in names if drawable(name)]
-    checks = [(f"{name} (pipeline check: random weights, its student cannot draw)", name) for name in names
-              if not drawable(name)]  # fmt: skip
+    checks = [
+        (f"{name} (pipeline check: random weights, its student cannot draw)", name)
+        for name in names
+        if not drawable(name)
+    ]
     return good + checks
 
 

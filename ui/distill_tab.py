@@ -66,6 +66,17 @@ SESSION_JS = "(s, j, n) => [window.__ss ? window.__ss.session : s, j, n]"
 LOG_TO_END_JS = "() => { const t = document.querySelector('#ss-log textarea'); if (t) t.scrollTop = t.scrollHeight; }"
 
 
+def default_recipe_note(default: str) -> str:
+    """The line under the teacher picker: what the default Launch runs, and what the shipped recipe needs first."""
+    note = f"Default: the bundled `{DEFAULT_TEACHER}` (offline, CPU) and its student recipe `{default}`"
+    if default != DEFAULT_PRESETS[0]:
+        note += (
+            " (sCM on synthetic conditions: the shipped recipe needs the prepared sketch pairs, "
+            "`python -m distillation.data fetch && python -m distillation.data prepare`, then `teacher-pool`)"
+        )
+    return note + "."
+
+
 def compare(
     sessions: LiveSessions, jobs: JobStore, registry: Registry, job_id: str, session_id: str, teacher_steps: int
 ) -> tuple[Image.Image | None, Image.Image | None, str]:
@@ -81,8 +92,12 @@ def compare(
     notes = []
 
     def draw(model: str, steps: int, who: str) -> tuple[Image.Image | None, str]:
-        request = Request(session=f"{session_id}-{who}", version=time.time_ns(), sketch=state.sketch,
-                          **{**params, "model": model, "steps": steps})  # fmt: skip
+        request = Request(
+            session=f"{session_id}-{who}",
+            version=time.time_ns(),
+            sketch=state.sketch,
+            **{**params, "model": model, "steps": steps},
+        )
         frame = sessions.host.draw(request)
         if frame.image is None:
             return None, f"{who}: {frame.message or 'no image'}"
@@ -94,8 +109,10 @@ def compare(
     notes.append(text)
     teacher = None
     if not job.teacher_model:
-        notes.append("no teacher shown: this job's teacher (the preset's, a hub id or a folder) is not a model of "
-                     "this app, so no engine here can draw it")  # fmt: skip
+        notes.append(
+            "no teacher shown: this job's teacher (the preset's, a hub id or a folder) is not a model of "
+            "this app, so no engine here can draw it"
+        )
     elif job.teacher_model not in registry.specs():
         notes.append(f"no teacher shown: the model {job.teacher_model!r} is no longer in the models folder")
     else:
@@ -140,28 +157,29 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
             with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Fine-tune on my pictures", elem_id="ss-ft"):
-                        ft_folder = gr.Textbox(label="Folder of your pictures", placeholder="/path/to/my_pictures",
-                                               elem_id="ss-ft-folder")  # fmt: skip
+                        ft_folder = gr.Textbox(
+                            label="Folder of your pictures", placeholder="/path/to/my_pictures", elem_id="ss-ft-folder"
+                        )
                         ft_check = gr.Markdown(finetune_check(""), elem_id="ss-ft-check")
                         with gr.Row():
-                            ft_name = gr.Textbox(free_name(registry, jobs), label="Name of the new model",
-                                                 max_length=64, elem_id="ss-ft-name")  # fmt: skip
-                            ft_minutes = gr.Number(DEFAULT_MINUTES, minimum=0.1, label="Time budget (minutes)",
-                                                   elem_id="ss-ft-minutes")  # fmt: skip
+                            ft_name = gr.Textbox(
+                                free_name(registry, jobs),
+                                label="Name of the new model",
+                                max_length=64,
+                                elem_id="ss-ft-name",
+                            )
+                            ft_minutes = gr.Number(
+                                DEFAULT_MINUTES, minimum=0.1, label="Time budget (minutes)", elem_id="ss-ft-minutes"
+                            )
                         ft_estimate = gr.Markdown(elem_id="ss-ft-estimate")
                         ft_start = gr.Button("Start", variant="primary", elem_id="ss-ft-start")
                         ft_note = gr.Markdown(elem_id="ss-ft-note")
                         gr.Markdown(FINETUNE_NOTE)
                     with gr.Tab("Distill a teacher", elem_id="ss-dt"):
-                        teacher_model = gr.Dropdown(teachers, value=default_teacher, label="Teacher model",
-                                                    info=teacher_note or None)  # fmt: skip
-                        gr.Markdown(
-                            f"Default: the bundled `{DEFAULT_TEACHER}` (offline, CPU) and its student recipe "
-                            f"`{default}`" + ("" if default == DEFAULT_PRESETS[0] else
-                            " (sCM on synthetic conditions: the shipped recipe needs the prepared sketch pairs, "
-                            "`python -m distillation.data fetch && python -m distillation.data prepare`, then "
-                            "`teacher-pool`)") + "."
-                        )  # fmt: skip
+                        teacher_model = gr.Dropdown(
+                            teachers, value=default_teacher, label="Teacher model", info=teacher_note or None
+                        )
+                        gr.Markdown(default_recipe_note(default))
                         student_name = gr.Textbox(label="Student name (optional)", max_length=64)
                         with gr.Row():
                             estimate_btn = gr.Button("Estimate")
@@ -169,10 +187,14 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                         launch_note = gr.Markdown(elem_id="ss-launch-note")
                         with gr.Accordion("Advanced", open=False, elem_id="ss-advanced"):
                             preset = gr.Dropdown(choices, value=default, label="Preset")
-                            method = gr.Dropdown([(title, key) for key, title in METHOD_TITLES.items()],
-                                                 value=fields["method"], label="Method")  # fmt: skip
-                            teacher = gr.Radio(TEACHER_SOURCES, value="model" if default_teacher else "preset",
-                                               label="Teacher")  # fmt: skip
+                            method = gr.Dropdown(
+                                [(title, key) for key, title in METHOD_TITLES.items()],
+                                value=fields["method"],
+                                label="Method",
+                            )
+                            teacher = gr.Radio(
+                                TEACHER_SOURCES, value="model" if default_teacher else "preset", label="Teacher"
+                            )
                             with gr.Row(visible=False) as teacher_row:
                                 teacher_path = gr.Textbox(label="Hub id or folder", scale=3)
                                 teacher_kind = gr.Dropdown(list(TEACHER_KINDS), value="sana", label="Family", scale=1)
@@ -181,22 +203,32 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                             with gr.Row(visible=fields["data"] == "sketch_pairs") as pairs_row:
                                 data_path = gr.Textbox(DEFAULT_PAIRS, label="Prepared pairs folder", scale=3)
                             with gr.Row(visible=fields["data"] == "image_folder") as folder_row:
-                                folder_path = gr.Textbox(label="Image folder", placeholder="/path/to/my_images",
-                                                         scale=3)  # fmt: skip
-                                sketch = gr.Dropdown(sketch_choices, value="canny", label="Sketch extractor", scale=1,
-                                                     info=sketch_note or None)  # fmt: skip
-                            augment = gr.Checkbox(label="hand-drawn sketch variants (random stroke width and wobble)",
-                                                  visible=fields["data"] != "synthetic")  # fmt: skip
+                                folder_path = gr.Textbox(
+                                    label="Image folder", placeholder="/path/to/my_images", scale=3
+                                )
+                                sketch = gr.Dropdown(
+                                    sketch_choices,
+                                    value="canny",
+                                    label="Sketch extractor",
+                                    scale=1,
+                                    info=sketch_note or None,
+                                )
+                            augment = gr.Checkbox(
+                                label="hand-drawn sketch variants (random stroke width and wobble)",
+                                visible=fields["data"] != "synthetic",
+                            )
                             gr.Markdown(DATA_NOTE)
                             with gr.Row():
                                 steps = gr.Number(fields["steps"], precision=0, minimum=1, label="Steps")
                                 lr = gr.Number(fields["lr"], minimum=0, label="Learning rate")
                                 batch = gr.Number(fields["batch"], precision=0, minimum=1, label="Batch")
-                                lora_rank = gr.Number(fields["lora_rank"], precision=0, minimum=0,
-                                                      label="LoRA rank (0: full)")  # fmt: skip
+                                lora_rank = gr.Number(
+                                    fields["lora_rank"], precision=0, minimum=0, label="LoRA rank (0: full)"
+                                )
                             gr.Markdown(RESOLUTION_NOTE)
-                            probe_first = gr.Checkbox(True, label=f"Estimate memory and time first "
-                                                      f"({PROBE_STEPS}-step probe)")  # fmt: skip
+                            probe_first = gr.Checkbox(
+                                True, label=f"Estimate memory and time first ({PROBE_STEPS}-step probe)"
+                            )
             with gr.Column(scale=3):
                 table = gr.Dataframe(
                     job_rows(jobs.jobs()),
@@ -224,8 +256,13 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
                         label="Validation FD-EffNetLite0 (lower is better; runs with [select])",
                     )
                     preview = gr.Image(label="Latest preview", type="filepath", interactive=False, height=240, scale=2)
-                log = gr.Textbox(label="Log (the raw JSON lines stay in the job folder's log.txt)", lines=8,
-                                 max_lines=8, interactive=False, elem_id="ss-log")  # fmt: skip
+                log = gr.Textbox(
+                    label="Log (the raw JSON lines stay in the job folder's log.txt)",
+                    lines=8,
+                    max_lines=8,
+                    interactive=False,
+                    elem_id="ss-log",
+                )
                 with gr.Accordion("Compare teacher and student on the Live tab's sketch", open=False):
                     teacher_steps = gr.Slider(1, 50, value=8, step=1, label="Teacher steps")
                     compare_btn = gr.Button("Compare")
@@ -236,8 +273,24 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
         session = gr.Textbox(visible=False)
         seen = gr.State({"models": sorted(registry.specs())})
 
-    form = [preset, method, teacher, teacher_model, teacher_path, teacher_kind, controlnet_path, data, data_path,
-            augment, steps, lr, batch, lora_rank, folder_path, sketch]  # fmt: skip
+    form = [
+        preset,
+        method,
+        teacher,
+        teacher_model,
+        teacher_path,
+        teacher_kind,
+        controlnet_path,
+        data,
+        data_path,
+        augment,
+        steps,
+        lr,
+        batch,
+        lora_rank,
+        folder_path,
+        sketch,
+    ]
 
     def on_preset(name):
         f = preset_fields(name)
@@ -333,7 +386,7 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
             gr.Row(visible=d == "sketch_pairs"),
             gr.Row(visible=d == "image_folder"),
             gr.Checkbox(visible=d != "synthetic"),
-        ),  # fmt: skip
+        ),
         data,
         [pairs_row, folder_row, augment],
     )
@@ -348,8 +401,10 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
             return f"**Not started:** {error}", gr.skip(), gr.skip()
         running = jobs.running()
         where = "starting now" if running is None or running.id == launched.id else f"queued behind job {running.id}"
-        note = (f"Started job **{launched.id}**: `{launched.name}` will join the Live tab's model picker when it is "
-                f"done ({where}; at most {float(minutes):g} minutes).")  # fmt: skip
+        note = (
+            f"Started job **{launched.id}**: `{launched.name}` will join the Live tab's model picker when it is "
+            f"done ({where}; at most {float(minutes):g} minutes)."
+        )
         return note, gr.Dropdown(choices=[j.id for j in jobs.jobs()], value=launched.id), free_name(registry, jobs)
 
     for event in (ft_folder.submit, ft_folder.blur):  # the count at once, then the estimate (seconds the first time)
@@ -363,7 +418,9 @@ def build_distill_tab(jobs: JobStore, sessions: LiveSessions, registry: Registry
     delete_btn.click(lambda j: act("delete", j), job, action_note)
     table.select(pick_row, None, job)
     log.change(None, None, None, js=LOG_TO_END_JS)  # the newest lines in view (autoscroll skips backend updates)
-    compare_btn.click(on_compare, [session, job, teacher_steps], [teacher_img, student_img, compare_note],
-                      js=SESSION_JS)  # fmt: skip
-    gr.Timer(1.0).tick(poll, [job, seen], [table, job, status, plot, vplot, preview, log, live_model, seen],
-                       show_progress="hidden")  # fmt: skip
+    compare_btn.click(
+        on_compare, [session, job, teacher_steps], [teacher_img, student_img, compare_note], js=SESSION_JS
+    )
+    gr.Timer(1.0).tick(
+        poll, [job, seen], [table, job, status, plot, vplot, preview, log, live_model, seen], show_progress="hidden"
+    )

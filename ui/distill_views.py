@@ -104,8 +104,12 @@ def validation_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame | None:
 def best_validation(metrics: list[dict[str, Any]]) -> tuple[str, int, float] | None:
     """(key, step, score) of the lowest validation score logged (the checkpoint a `[select]` run exports; every
     metric in SELECT_METRICS is lower-is-better); None when nothing was validated."""
-    scores = [(row[key], row["step"], key) for row in metrics for key in row
-              if key.startswith("val/") and isinstance(row[key], int | float) and math.isfinite(row[key])]  # fmt: skip
+    scores = [
+        (row[key], row["step"], key)
+        for row in metrics
+        for key in row
+        if key.startswith("val/") and isinstance(row[key], int | float) and math.isfinite(row[key])
+    ]
     if not scores:
         return None
     score, step, key = min(scores)

@@ -79,8 +79,9 @@ def check_folder(path: str) -> FolderCheck:
         elif caption_from_name(image):
             named += 1
     if not images:
-        raise JobError(f"no pictures in {root} (looked for {'/'.join(FOLDER_SUFFIXES)} files there and in its "
-                       "subfolders)")  # fmt: skip
+        raise JobError(
+            f"no pictures in {root} (looked for {'/'.join(FOLDER_SUFFIXES)} files there and in its subfolders)"
+        )
     return FolderCheck(str(root.resolve()), usable, captioned, named, unreadable)
 
 
@@ -98,8 +99,10 @@ def finetune_overrides(folder: str, *, minutes: float, estimate: Estimate | None
     if not minutes or minutes <= 0:
         raise JobError("the time budget must be more than 0 minutes")
     limit = max(1.0, minutes * 60 - STOP_MARGIN_S)
-    out = [f"--data.path={toml_string(str(Path(folder.strip()).expanduser().resolve()))}",
-           f"--time_limit_s={limit:.1f}"]  # fmt: skip
+    out = [
+        f"--data.path={toml_string(str(Path(folder.strip()).expanduser().resolve()))}",
+        f"--time_limit_s={limit:.1f}",
+    ]
     if estimate is not None:
         train_s = limit - STARTUP_S - estimate.setup_s - 5.0
         out.append(f"--max_steps={max(1, int(train_s / (estimate.s_per_step * STEP_HEADROOM)))}")
@@ -108,13 +111,20 @@ def finetune_overrides(folder: str, *, minutes: float, estimate: Estimate | None
 
 def estimate_words(estimate: Estimate, steps: int, minutes: float | None = None) -> str:
     """An estimate as a person reads it: "about N minutes for M steps on this CPU"."""
-    where = "this CPU" if estimate.device == "cpu" else "this GPU" if estimate.device.startswith("cuda") else (
-        estimate.device)  # fmt: skip
+    where = (
+        "this CPU"
+        if estimate.device == "cpu"
+        else "this GPU"
+        if estimate.device.startswith("cuda")
+        else (estimate.device)
+    )
     total = estimate.setup_s + STARTUP_S + steps * estimate.s_per_step
-    minutes_text = f"About {round(total / 60)} minute{'s' if round(total / 60) > 1 else ''}" if total >= 90 else (
-        "About 1 minute" if total >= 45 else "Under a minute")  # fmt: skip
-    text = (f"**{minutes_text} for {steps} steps** on {where} ({estimate.s_per_step:.2f} s a step, measured "
-            "just now)")  # fmt: skip
+    minutes_text = (
+        f"About {round(total / 60)} minute{'s' if round(total / 60) > 1 else ''}"
+        if total >= 90
+        else ("About 1 minute" if total >= 45 else "Under a minute")
+    )
+    text = f"**{minutes_text} for {steps} steps** on {where} ({estimate.s_per_step:.2f} s a step, measured just now)"
     if minutes:
         text += f"; the job stops at {minutes:g} minutes whatever happens, and keeps what it learnt by then"
     return text + "."

@@ -120,8 +120,10 @@ def check_data(cfg: JobConfig) -> None:
             raise JobError(f"data.path: {error}") from error
         if not images:
             hint = " (it holds prepared pairs: choose those instead)" if (root / "train.npz").is_file() else ""
-            raise JobError(f"data.path: no images in {root}{hint}; looked for {'/'.join(FOLDER_SUFFIXES)} files "
-                           "there and in its subfolders")  # fmt: skip
+            raise JobError(
+                f"data.path: no images in {root}{hint}; looked for {'/'.join(FOLDER_SUFFIXES)} files "
+                "there and in its subfolders"
+            )
         return
     if cfg.data.kind != "sketch_pairs":
         return

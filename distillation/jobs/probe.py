@@ -85,8 +85,12 @@ def probe(preset: str | Path, overrides: Sequence[str], *, steps: int = PROBE_ST
     target = load_config(preset, overrides)
     probe_overrides = [f"--max_steps={steps}", "--preview.every=0", "--export.enabled=false", "--checkpoint_every=0"]
     if quick:
-        probe_overrides += ["--data.kind=synthetic", f"--data.size={target.batch_size}", "--select.every=0",
-                            "--time_limit_s=0"]  # fmt: skip
+        probe_overrides += [
+            "--data.kind=synthetic",
+            f"--data.size={target.batch_size}",
+            "--select.every=0",
+            "--time_limit_s=0",
+        ]
     cfg = load_config(preset, [*overrides, *probe_overrides])
     with tempfile.TemporaryDirectory(prefix="sketchsprint-probe-") as out:
         trainer = Trainer(cfg, Path(out), progress="json", cpu=not torch.cuda.is_available())

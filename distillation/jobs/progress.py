@@ -80,11 +80,18 @@ def readable(line: str) -> str:
     kind, step = event.get("event"), event.get("step")
     if kind == "progress":
         numbers = {key: value for key, value in event.items() if isinstance(value, int | float)}
-        losses = [f"{key.replace('/loss', '').replace('_loss', '')} {value:.3g}"
-                  for key, value in numbers.items() if key.endswith("loss")]  # fmt: skip
+        losses = [
+            f"{key.replace('/loss', '').replace('_loss', '')} {value:.3g}"
+            for key, value in numbers.items()
+            if key.endswith("loss")
+        ]
         speed = f"{1 / event['it_s']:.2f} s/step" if event.get("it_s") else ""
-        parts = [f"step {step}/{event.get('total')}", "losses: " + ", ".join(losses) if losses else "", speed,
-                 f"about {_minutes(event.get('eta_s'))} left" if event.get("eta_s") is not None else ""]  # fmt: skip
+        parts = [
+            f"step {step}/{event.get('total')}",
+            "losses: " + ", ".join(losses) if losses else "",
+            speed,
+            f"about {_minutes(event.get('eta_s'))} left" if event.get("eta_s") is not None else "",
+        ]
         return " · ".join(part for part in parts if part)
     words = {
         "start": lambda e: f"training on {e.get('device')} from step {e.get('step')} to {e.get('total')}",
@@ -106,7 +113,7 @@ def readable(line: str) -> str:
         "export": lambda e: (
             "exported: "
             + ("listed in the Live tab's model picker" if e.get("registry") == "listed" else str(e.get("registry")))
-        ),  # fmt: skip
+        ),
         "stopped": lambda e: f"step {e.get('step')}: stopped (checkpoint saved; Resume continues)",
         "failed": lambda e: f"step {e.get('step')}: failed: {e.get('reason')}",
         "done": lambda e: f"done at step {e.get('step')}",

@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS_DIR = ROOT / "runs" / "jobs"
 
 QUEUED, RUNNING, STOPPING, DONE, STOPPED, INTERRUPTED, FAILED = (
-    "queued", "running", "stopping", "done", "stopped", "interrupted", "failed"
-)  # fmt: skip
+    "queued",
+    "running",
+    "stopping",
+    "done",
+    "stopped",
+    "interrupted",
+    "failed",
+)
 LIVE = (RUNNING, STOPPING)  # a process exists (or existed when last seen)
 ACTIVE = (QUEUED, *LIVE)
 RESUMABLE = (STOPPED, INTERRUPTED, FAILED)

@@ -225,8 +225,10 @@ class JobStore:
             need = estimate.disk_gb if estimate is not None else MIN_FREE_DISK_GB
             free = self.disk_free(self.folder) / 2**30
             if free < need:
-                raise JobError(f"not enough disk space in {self.folder}: {free:.2f} GB free, the job needs about "
-                               f"{need:.2f} GB (checkpoints and the exported student)")  # fmt: skip
+                raise JobError(
+                    f"not enough disk space in {self.folder}: {free:.2f} GB free, the job needs about "
+                    f"{need:.2f} GB (checkpoints and the exported student)"
+                )
             self._refuse_duplicate(jobs, str(path), overrides)
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             name = name or f"{cfg.name}-{job_id[-6:]}"
@@ -234,8 +236,16 @@ class JobStore:
             if name in taken:
                 raise JobError(f"student name {name!r} is taken by a model or another job; choose another")
             now = time.time()
-            job = Job(id=job_id, preset=str(path), overrides=overrides, name=name, created=now,
-                      total=cfg.max_steps, queued=now, teacher_model=teacher_model)  # fmt: skip
+            job = Job(
+                id=job_id,
+                preset=str(path),
+                overrides=overrides,
+                name=name,
+                created=now,
+                total=cfg.max_steps,
+                queued=now,
+                teacher_model=teacher_model,
+            )
             folder = self.folder / job_id
             try:
                 folder.mkdir(parents=True)
@@ -352,8 +362,10 @@ class JobStore:
     def command(self, job: Job) -> list[str]:
         """The training command of `job` as an argument list (never a shell string)."""
         folder = self.job_folder(job.id)
-        exports = [f"--export.models_dir={toml_string(str(self.registry.models_dir.resolve()))}",
-                   f"--export.name={toml_string(job.name)}"]  # fmt: skip
+        exports = [
+            f"--export.models_dir={toml_string(str(self.registry.models_dir.resolve()))}",
+            f"--export.name={toml_string(job.name)}",
+        ]
         train = ["-m", "distillation.train", job.preset, *job.overrides, *exports, "--out", str(folder)]
         train += ["--progress", "json"] + (["--resume", "latest"] if job.resume else [])
         if self.gpus > 1:
@@ -368,8 +380,15 @@ class JobStore:
             with open(folder / "log.txt", "ab") as out:
                 out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(argv)}\n".encode())
                 out.flush()
-                proc = subprocess.Popen(argv, cwd=ROOT, env=self._env(), stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=ROOT,
+                    env=self._env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         except OSError as error:
             job.state, job.reason, job.finished = FAILED, f"cannot start the trainer: {error}", time.time()
             self._save(job)

@@ -6,8 +6,17 @@ from distillation.jobs import readable
 
 
 def test_jobs_log_lines_read_as_words():
-    progress = {"event": "progress", "step": 40, "total": 431, "it_s": 0.8, "eta_s": 488.0, "student/loss": 1.08,
-                "student/adv_loss": -0.2, "heads/loss": 0.95, "heads/d_acc": 0.5}  # fmt: skip
+    progress = {
+        "event": "progress",
+        "step": 40,
+        "total": 431,
+        "it_s": 0.8,
+        "eta_s": 488.0,
+        "student/loss": 1.08,
+        "student/adv_loss": -0.2,
+        "heads/loss": 0.95,
+        "heads/d_acc": 0.5,
+    }
     assert readable(json.dumps(progress)) == (
         "step 40/431 · losses: student 1.08, student/adv -0.2, heads 0.95 · 1.25 s/step · about 8 min 08 s left"
     )

@@ -69,8 +69,9 @@ def make_teacher_models(folder: Path) -> Path:
 
 def tiny_student_overrides(registry: Registry, steps: int, *extra: str) -> list[str]:
     """The tab's choice "teacher: a model of this app (tiny-teacher), method sCM" with no previews."""
-    overrides = job_overrides(PRESET, registry, teacher="model", teacher_model="tiny-teacher", method="scm",
-                              steps=steps)  # fmt: skip
+    overrides = job_overrides(
+        PRESET, registry, teacher="model", teacher_model="tiny-teacher", method="scm", steps=steps
+    )
     return [*overrides, "--preview.every=0", *extra]
 
 
@@ -211,8 +212,12 @@ def test_jobs_killing_the_app_leaves_the_job_running_and_a_new_store_shows_its_t
     make_store, models, tmp_path
 ):
     overrides = tiny_student_overrides(models, 12, "--checkpoint_every=1")
-    app = subprocess.Popen([sys.executable, "-c", APP, str(tmp_path / "jobs"), str(models.models_dir), str(PRESET),
-                            *overrides], cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    app = subprocess.Popen(
+        [sys.executable, "-c", APP, str(tmp_path / "jobs"), str(models.models_dir), str(PRESET), *overrides],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         job_id = app.stdout.readline().strip()
     finally:
@@ -349,11 +354,20 @@ def test_jobs_bad_input_is_refused_with_a_clear_message_and_nothing_starts(
         kind = kinds.get(case, "zero")
         overrides += ["--data.kind=sketch_pairs", f"--data.path={json.dumps(str(pairs_folder(kind)))}"]
     elif case in ("image folder without images", "image folder that is prepared pairs", "missing image folder"):
-        folder = {"image folder without images": pairs_folder("empty"),
-                  "image folder that is prepared pairs": pairs_folder("zero"),
-                  "missing image folder": tmp_path / "nowhere"}[case]  # fmt: skip
-        overrides += job_overrides(PRESET, models, teacher="model", teacher_model="tiny-teacher", method="scm",
-                                   data="image_folder", data_path=str(folder))  # fmt: skip
+        folder = {
+            "image folder without images": pairs_folder("empty"),
+            "image folder that is prepared pairs": pairs_folder("zero"),
+            "missing image folder": tmp_path / "nowhere",
+        }[case]
+        overrides += job_overrides(
+            PRESET,
+            models,
+            teacher="model",
+            teacher_model="tiny-teacher",
+            method="scm",
+            data="image_folder",
+            data_path=str(folder),
+        )
     elif case == "teacher without a model":
         (tmp_path / "not-a-model").mkdir()
         overrides += job_overrides(PRESET, models, teacher="folder", teacher_path=str(tmp_path / "not-a-model"))
@@ -378,8 +392,9 @@ def test_jobs_bad_input_is_refused_with_a_clear_message_and_nothing_starts(
         monkeypatch.setattr(records, "atomic_write", full)
     with pytest.raises(JobError, match=message.replace("(", r"\(").replace("[", r"\[")):
         store.launch(PRESET, overrides, **kwargs)
-    assert store.jobs() == [] and not [p for p in (store.folder.iterdir() if store.folder.exists() else [])
-                                       if p.name != ".lock"]  # fmt: skip
+    assert store.jobs() == [] and not [
+        p for p in (store.folder.iterdir() if store.folder.exists() else []) if p.name != ".lock"
+    ]
     host = LiveHost(models, "cpu")  # the live canvas is unaffected
     try:
         assert frame_for(host, "tiny-teacher").status == "ok"
@@ -392,8 +407,9 @@ def test_jobs_estimate_probes_the_settings_and_launch_refuses_too_little_memory(
     overrides = ["--max_steps=50"]
     estimate = store.estimate(PRESET, overrides)
     assert estimate.device == "cpu" and estimate.max_steps == 50 and estimate.trainable_params > 0
-    assert 0 < estimate.s_per_step and estimate.time_s == pytest.approx(estimate.setup_s + 50 * estimate.s_per_step,
-                                                                        abs=0.2)  # fmt: skip
+    assert 0 < estimate.s_per_step and estimate.time_s == pytest.approx(
+        estimate.setup_s + 50 * estimate.s_per_step, abs=0.2
+    )
     assert estimate.memory_gb >= estimate.peak_memory_gb > 0.01 and estimate.disk_gb > 0
     with pytest.raises(JobError, match=r"not enough memory: these settings need about .* GB \(estimate\) and 0.01 GB"):
         store.launch(PRESET, overrides)
@@ -405,8 +421,15 @@ def test_jobs_estimate_probes_the_settings_and_launch_refuses_too_little_memory(
 def test_jobs_paths_and_names_reach_the_trainer_as_single_arguments(make_store, models, tmp_path):
     weird = tmp_path / "a folder; $(touch pwned) 'quoted' \"too\""
     make_teacher_models(weird)
-    overrides = job_overrides(PRESET, models, teacher="folder", teacher_path=str(weird / "tiny-teacher"),
-                              teacher_kind="sketch_tiny", method="scm", steps=2)  # fmt: skip
+    overrides = job_overrides(
+        PRESET,
+        models,
+        teacher="folder",
+        teacher_path=str(weird / "tiny-teacher"),
+        teacher_kind="sketch_tiny",
+        method="scm",
+        steps=2,
+    )
     assert load_config(PRESET, overrides).teacher.path == str(weird / "tiny-teacher")
     store = make_store(start=False)
     job = store.launch(PRESET, overrides, name="weird.name_1")
@@ -428,10 +451,23 @@ def test_jobs_an_image_folder_is_estimated_and_reaches_the_trainer_as_one_argume
 
     folder = image_folder(tmp_path / "my photos; $(touch pwned) 'q'")
     cache = tmp_path / "cache"
-    overrides = job_overrides(PRESET, models, teacher="model", teacher_model="tiny-teacher", method="scm", steps=2,
-                              data="image_folder", data_path=str(folder), sketch="lineart")  # fmt: skip
-    assert overrides[-5:-1] == ["--data.kind=image_folder", f"--data.path={json.dumps(str(folder))}",
-                                '--data.sketch="lineart"', "--data.augment=false"]  # fmt: skip
+    overrides = job_overrides(
+        PRESET,
+        models,
+        teacher="model",
+        teacher_model="tiny-teacher",
+        method="scm",
+        steps=2,
+        data="image_folder",
+        data_path=str(folder),
+        sketch="lineart",
+    )
+    assert overrides[-5:-1] == [
+        "--data.kind=image_folder",
+        f"--data.path={json.dumps(str(folder))}",
+        '--data.sketch="lineart"',
+        "--data.augment=false",
+    ]
     overrides += [f"--data.cache={json.dumps(str(cache))}", "--preview.every=0"]
     cfg = load_config(PRESET, overrides)
     assert (cfg.data.kind, cfg.data.path, cfg.data.sketch) == ("image_folder", str(folder), "lineart")

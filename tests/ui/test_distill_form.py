@@ -34,17 +34,32 @@ def models(tmp_path) -> Registry:
 def form(**changes):
     """The tab's inputs in order (preset, method, teacher, model, path, family, controlnet, data, data path, augment,
     steps, lr, batch, LoRA rank, image folder, sketch extractor) as gr.Number gives them (floats)."""
-    values = {"preset": "tiny_scm_ladd", "method": "scm_ladd", "teacher": "preset", "teacher_model": None,
-              "teacher_path": "", "teacher_kind": "sana", "controlnet_path": "", "data": "synthetic",
-              "data_path": "data/sketch_tiny/128", "augment": False, "steps": 20.0, "lr": 1e-4, "batch": 2.0,
-              "lora_rank": 0.0, "folder_path": "", "sketch": "canny"}  # fmt: skip
+    values = {
+        "preset": "tiny_scm_ladd",
+        "method": "scm_ladd",
+        "teacher": "preset",
+        "teacher_model": None,
+        "teacher_path": "",
+        "teacher_kind": "sana",
+        "controlnet_path": "",
+        "data": "synthetic",
+        "data_path": "data/sketch_tiny/128",
+        "augment": False,
+        "steps": 20.0,
+        "lr": 1e-4,
+        "batch": 2.0,
+        "lora_rank": 0.0,
+        "folder_path": "",
+        "sketch": "canny",
+    }
     values.update(changes)
     return list(values.values())
 
 
 def test_distill_tab_form_becomes_overrides_that_the_trainer_accepts(models):
-    path, overrides, teacher = request(models, *form(method="scm", teacher="model", teacher_model="tiny-teacher",
-                                                     steps=5.0, lr=1e-3, lora_rank=0.0))  # fmt: skip
+    path, overrides, teacher = request(
+        models, *form(method="scm", teacher="model", teacher_model="tiny-teacher", steps=5.0, lr=1e-3, lora_rank=0.0)
+    )
     cfg = load_config(path, overrides)
     assert teacher == "tiny-teacher" and cfg.teacher.kind == "sketch_tiny" and not cfg.teacher.random
     assert cfg.teacher.path == str(models.models_dir / "tiny-teacher") and cfg.teacher.controlnet is False
@@ -58,8 +73,9 @@ def test_distill_tab_form_becomes_overrides_that_the_trainer_accepts(models):
     with pytest.raises(JobError, match="batch_size: twinflow needs at least 4 samples"):
         load_preset(path, overrides)
 
-    _, overrides, _ = request(models, *form(teacher="hub", teacher_path="someone/sana-teacher",
-                                            controlnet_path="someone/sana-controlnet"))  # fmt: skip
+    _, overrides, _ = request(
+        models, *form(teacher="hub", teacher_path="someone/sana-teacher", controlnet_path="someone/sana-controlnet")
+    )
     cfg = load_config(path, overrides)
     assert (cfg.teacher.path, cfg.teacher.controlnet_path, cfg.teacher.controlnet) == (
         "someone/sana-teacher",
@@ -77,13 +93,23 @@ def test_distill_tab_takes_a_folder_of_images_with_a_sketch_extractor(models, tm
     from tests.distillation.test_data_folders import image_folder
 
     folder = image_folder(tmp_path / "my photos")
-    choice = form(teacher="model", teacher_model="tiny-teacher", method="scm", data="image_folder",
-                  folder_path=f"  {folder}  ", sketch="lineart", augment=True)  # fmt: skip
+    choice = form(
+        teacher="model",
+        teacher_model="tiny-teacher",
+        method="scm",
+        data="image_folder",
+        folder_path=f"  {folder}  ",
+        sketch="lineart",
+        augment=True,
+    )
     path, overrides, _ = request(models, *choice)
     cfg = load_config(path, overrides)
     assert (cfg.data.kind, cfg.data.path, cfg.data.sketch, cfg.data.augment) == (
-        "image_folder", str(folder), "lineart", True
-    )  # fmt: skip
+        "image_folder",
+        str(folder),
+        "lineart",
+        True,
+    )
     assert not any("sketch_tiny/128" in item for item in overrides)  # the pairs textbox is not the folder
     with pytest.raises(JobError, match="give the folder of your images"):
         request(models, *form(data="image_folder", folder_path=""))
@@ -116,7 +142,12 @@ def test_distill_tab_defaults_work_here_and_pipeline_checks_come_last_labelled(m
     checks = [label for label, name in choices if name.startswith("tiny_")]
     assert checks and names[-len(checks) :] == ["tiny_dmd2", "tiny_scm_ladd"]
     assert all("pipeline check: random weights, its student cannot draw" in label for label in checks)
-    assert default_preset() == "sketch_tiny_scm"  # no prepared pairs in a fresh clone: the runnable recipe
+    def no_pairs(cfg):  # a fresh clone has no prepared pairs (a developer's data/ link may have them)
+        if cfg.data.kind == "sketch_pairs":
+            raise JobError("no prepared pairs")
+
+    monkeypatch.setattr(distill_form, "check_data", no_pairs)
+    assert default_preset() == "sketch_tiny_scm"  # no prepared pairs: the runnable recipe
     monkeypatch.setattr(distill_form, "load_preset", lambda path: path)  # as if data/sketch_tiny/128 were prepared
     monkeypatch.setattr(distill_form, "check_data", lambda cfg: None)
     assert default_preset() == "sketch_tiny_scm_ladd"

@@ -54,10 +54,20 @@ def test_distill_tab_compare_draws_teacher_and_student_on_the_live_sketch_or_say
     (models.models_dir / "tiny-student.toml").write_text(STUDENT_MANIFEST)
     models.refresh()
     store = JobStore(tmp_path / "jobs", models, gpus=0, start=False)
-    base = Job(id="20260101-000000-000001", preset=str(PRESET), overrides=[], name="tiny-student", created=0.0,
-               state=DONE, teacher_model="tiny-teacher")  # fmt: skip
-    records = [base, dataclasses.replace(base, id="20260101-000000-000002", teacher_model=""),
-               dataclasses.replace(base, id="20260101-000000-000003", state=RUNNING)]  # fmt: skip
+    base = Job(
+        id="20260101-000000-000001",
+        preset=str(PRESET),
+        overrides=[],
+        name="tiny-student",
+        created=0.0,
+        state=DONE,
+        teacher_model="tiny-teacher",
+    )
+    records = [
+        base,
+        dataclasses.replace(base, id="20260101-000000-000002", teacher_model=""),
+        dataclasses.replace(base, id="20260101-000000-000003", state=RUNNING),
+    ]
     for record in records:
         (store.folder / record.id).mkdir(parents=True)
         (store.folder / record.id / "job.json").write_text(json.dumps(dataclasses.asdict(record)))
@@ -177,8 +187,9 @@ def test_distill_tab_browser_fine_tune_on_my_pictures_then_draw_with_the_new_mod
         minutes.fill("0.4")  # the default is 10; a short budget keeps the test short
         minutes.press("Tab")
         page.locator("#ss-ft-start").click()
-        page.wait_for_function("/Started job|Not started/.test(document.querySelector('#ss-ft-note').innerText)",
-                               timeout=120_000)  # fmt: skip
+        page.wait_for_function(
+            "/Started job|Not started/.test(document.querySelector('#ss-ft-note').innerText)", timeout=120_000
+        )
         assert "Started job" in page.locator("#ss-ft-note").inner_text()
         status = wait_for_status(page, "· done", timeout_s=300)
         assert "Student my-style: listed in the Live tab's model picker." in status

@@ -10,10 +10,12 @@ from ui.distill_views import best_validation, estimate_text, job_rows, loss_fram
 
 
 def test_distill_tab_views_show_progress_reasons_and_typed_loss_curves():
-    job = Job(id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10,
-              state=RUNNING)  # fmt: skip
-    progress = Progress(step=3, total=10, it_s=1.5, eta_s=4.7, checkpoint_step=2, metrics=[], preview=None,
-                        log_tail="")  # fmt: skip
+    job = Job(
+        id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10, state=RUNNING
+    )
+    progress = Progress(
+        step=3, total=10, it_s=1.5, eta_s=4.7, checkpoint_step=2, metrics=[], preview=None, log_tail=""
+    )
     text = progress_text(job, progress)
     assert "running** · step 3/10 · 1.50 it/s · ETA 5 s · checkpoint at step 2" in text
     stopped = dataclasses.replace(job, state="stopped", reason="cancelled at step 3; resumable from step 3")
@@ -46,17 +48,30 @@ def test_distill_tab_plots_validation_apart_from_losses_and_names_the_selected_s
     many = [{"step": s, "scm/loss": 0.1} for s in range(5000)] + [{"step": 4999, "val/fd_effnet@1": 1.0}]
     assert len(loss_frame(many, limit=100)) == 100 and len(loss_frame(many[:150], limit=100)) == 75
     assert len(validation_frame(many)) == 1
-    job = Job(id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10,
-              state=RUNNING)  # fmt: skip
-    progress = Progress(step=6, total=10, it_s=None, eta_s=None, checkpoint_step=None, metrics=rows, preview=None,
-                        log_tail="")  # fmt: skip
+    job = Job(
+        id="20260101-000000-abcdef", preset=str(PRESET), overrides=[], name="s1", created=0.0, total=10, state=RUNNING
+    )
+    progress = Progress(
+        step=6, total=10, it_s=None, eta_s=None, checkpoint_step=None, metrics=rows, preview=None, log_tail=""
+    )
     assert "Best validation fd_effnet@1: 240.5 at step 5" in progress_text(job, progress)
 
 
 def test_distill_tab_estimate_reads_as_minutes_for_steps_then_the_figures():
-    estimate = Estimate(device="cpu", max_steps=100, frozen_params=1, trainable_params=1, student_params=1,
-                        setup_s=2.0, s_per_step=3.0, peak_memory_gb=0.7, weights_gb=0.1, memory_gb=0.71,
-                        time_s=302.0, disk_gb=0.1)  # fmt: skip
+    estimate = Estimate(
+        device="cpu",
+        max_steps=100,
+        frozen_params=1,
+        trainable_params=1,
+        student_params=1,
+        setup_s=2.0,
+        s_per_step=3.0,
+        peak_memory_gb=0.7,
+        weights_gb=0.1,
+        memory_gb=0.71,
+        time_s=302.0,
+        disk_gb=0.1,
+    )
     text = estimate_text(estimate)
     assert text.startswith("**About 5 minutes for 100 steps** on this CPU (3.00 s a step, measured just now).")
     assert estimate_text(dataclasses.replace(estimate, max_steps=3)).startswith("**Under a minute for 3 steps**")

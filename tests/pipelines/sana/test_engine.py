@@ -219,9 +219,14 @@ def test_sana_controlnet_parity_diffusers_wiring(parts, engine):
 
     def branch(x_in, s):
         samples = reference_branch(
-            x_in, prompt.tensors["text"], timestep=1000 * s, controlnet_cond=latent, conditioning_scale=0.7,
-            encoder_attention_mask=mask, return_dict=False,
-        )[0]  # fmt: skip
+            x_in,
+            prompt.tensors["text"],
+            timestep=1000 * s,
+            controlnet_cond=latent,
+            conditioning_scale=0.7,
+            encoder_attention_mask=mask,
+            return_dict=False,
+        )[0]
         return {"controlnet_block_samples": tuple(samples)}, []
 
     for steps in (1, 2):
@@ -550,8 +555,9 @@ def test_sana_student_transformer_component_replaces_the_base_one(models_dir, pa
         for a, b in zip(engine.transformer.parameters(), student.parameters(), strict=True):
             torch.testing.assert_close(a, b)
         prompt = engine.encode_prompt(PROMPT)
-        frame = engine.generate(prompt, engine.encode_control(sketch(1), SIZE), seed=1, steps=1, strength=1.0,
-                                resolution=SIZE)  # fmt: skip
+        frame = engine.generate(
+            prompt, engine.encode_control(sketch(1), SIZE), seed=1, steps=1, strength=1.0, resolution=SIZE
+        )
         assert frame.image.size == SIZE
         with pytest.raises(ModelError, match="no 'base' component"):
             registry.load("tiny-sana-nobase", "cpu")
