@@ -59,8 +59,8 @@ class TeacherConfig:
     controlnet: bool = False  # Sana: add a SanaControlNetModel branch (cond["control"] latents)
     controlnet_path: str = ""  # its folder; "" with `random`
     conditioning_scale: float = 1.0  # ControlNet residual scale
-    timestep_scale: float = 1.0  # transformer time input = s * scale (1: dense-time Sprint teachers; 1000: Sana 1.0)
-    controlnet_timestep_scale: float = 1000.0  # SanaControlNetModel keeps Sana 1.0's 0-1000 time embedding
+    dense_time: bool = True  # Sana time input: s (Sprint teachers' dense time) or 1000 s (SANA 1.0); a control
+    # branch keeps its own (its config's dense_time), as the engine reads it
     default_guidance: float = 4.5  # guidance-embedding input when a condition carries no "guidance"
     dtype: str = "float32"  # storage dtype of the frozen weights (trainable copies are float32)
     feature_blocks: tuple[int, ...] = ()  # LADD: hooked blocks; () = four spread like Sprint's [2, 8, 14, 19]

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from distillation.config import JobConfig
 from distillation.roles import AdapterView
-from distillation.teachers import DTYPES, Teacher
+from distillation.teachers.base import DTYPES, Teacher
 from pipelines.registry import Registry
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

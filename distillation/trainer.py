@@ -53,7 +53,8 @@ from distillation.config import (
 from distillation.methods import METHODS, Method
 from distillation.methods.base import teacher_F
 from distillation.roles import AdapterView, build_roles, enable_gradient_checkpointing
-from distillation.teachers import Teacher, TeacherError, build_teacher
+from distillation.teachers import build_teacher
+from distillation.teachers.base import Teacher, TeacherError
 from distillation.validate import BEST_FOLDER, Best, Validator
 from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_from_flow
 from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
@@ -288,8 +289,7 @@ class Trainer:
             controlnet=tc.controlnet,
             controlnet_path=tc.controlnet_path,
             conditioning_scale=tc.conditioning_scale,
-            timestep_scale=tc.timestep_scale,
-            controlnet_timestep_scale=tc.controlnet_timestep_scale,
+            dense_time=tc.dense_time,
             default_guidance=tc.default_guidance,
             text_tokens=cfg.data.text_tokens,
             dtype=tc.dtype,
