@@ -436,3 +436,14 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif a != b:
             keys.append(prefix + key)
     return keys
+
+
+def check_resumable(saved: Mapping[str, Any], cfg: JobConfig, step: int, *, export_only: bool = False) -> None:
+    """ConfigError unless a checkpoint at `step` written under config `saved` may go on under `cfg`: only
+    RESUMABLE_KEYS changed, and steps are left to train (or the job only re-exports)."""
+    changed = changed_keys(with_defaults(saved), config_to_dict(cfg))
+    fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS and key not in RESUMABLE_KEYS]
+    if fixed:
+        raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {step}")
+    if step >= cfg.max_steps and not export_only:
+        raise ConfigError(f"cannot resume: the checkpoint is at step {step}, max_steps is {cfg.max_steps}")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from distillation.batching import make_batch
 from distillation.roles import trainable_copy
 from distillation.teachers import build_teacher
-from distillation.trainer import make_batch
 from pipelines.parameterization import SIGMA_D
 from pipelines.sana.engine import SanaSprintEngine
 from pipelines.sana.sampling import sample_scm, sprint_timesteps

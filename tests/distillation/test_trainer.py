@@ -12,11 +12,12 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
+from distillation.batching import BatchSampler, make_batch
 from distillation.config import ConfigError, load_config
 from distillation.methods.base import RoleSpec, teacher_F
 from distillation.teachers import build_teacher
 from distillation.teachers.unet import VPAsTrigFlow
-from distillation.trainer import BatchSampler, Trainer, make_batch
+from distillation.trainer import Trainer
 from pipelines.parameterization import SIGMA_D
 from tests.fakes import write_sketch_pairs
 
