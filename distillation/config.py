@@ -59,8 +59,8 @@ class TeacherConfig:
     controlnet: bool = False  # Sana: add a SanaControlNetModel branch (cond["control"] latents)
     controlnet_path: str = ""  # its folder; "" with `random`
     conditioning_scale: float = 1.0  # ControlNet residual scale
-    timestep_scale: float = 1.0  # transformer time input = s * scale (1: dense-time Sprint teachers; 1000: Sana 1.0)
-    controlnet_timestep_scale: float = 1000.0  # SanaControlNetModel keeps Sana 1.0's 0-1000 time embedding
+    dense_time: bool = True  # Sana time input: s (Sprint teachers' dense time) or 1000 s (SANA 1.0); a control
+    # branch keeps its own (its config's dense_time), as the engine reads it
     default_guidance: float = 4.5  # guidance-embedding input when a condition carries no "guidance"
     dtype: str = "float32"  # storage dtype of the frozen weights (trainable copies are float32)
     feature_blocks: tuple[int, ...] = ()  # LADD: hooked blocks; () = four spread like Sprint's [2, 8, 14, 19]
@@ -437,3 +437,14 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif a != b:
             keys.append(prefix + key)
     return keys
+
+
+def check_resumable(saved: Mapping[str, Any], cfg: JobConfig, step: int, *, export_only: bool = False) -> None:
+    """ConfigError unless a checkpoint at `step` written under config `saved` may go on under `cfg`: only
+    RESUMABLE_KEYS changed, and steps are left to train (or the job only re-exports)."""
+    changed = changed_keys(with_defaults(saved), config_to_dict(cfg))
+    fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS and key not in RESUMABLE_KEYS]
+    if fixed:
+        raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {step}")
+    if step >= cfg.max_steps and not export_only:
+        raise ConfigError(f"cannot resume: the checkpoint is at step {step}, max_steps is {cfg.max_steps}")

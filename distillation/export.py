@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from distillation.config import JobConfig
 from distillation.roles import AdapterView
-from distillation.teachers import DTYPES, Teacher
+from distillation.teachers.base import DTYPES, Teacher
 from pipelines.registry import Registry
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -180,3 +180,30 @@ def export_student(
         verdict = registry.status(spec)
         status = "listed" if verdict.state != "missing" else f"not usable: {verdict.reason}"
     return ExportResult(manifest=path, weights=weights, registry=status)
+
+
+def export_run(
+    cfg: JobConfig, teacher: Teacher, student: nn.Module, *, step: int, out: Path, sampler: str, picked: str = ""
+) -> ExportResult:
+    """A job's chosen student (merged, shaped like the teacher) -> weights + manifest where the job's [export] table
+    says (default <out>/export), its source naming the method, the steps, `picked` (how it was chosen) and the run."""
+    ec = cfg.export
+    origin, licence = provenance(cfg)
+    verb = "distilled" if sampler == "trigflow" else "trained"
+    verb = "fine-tuned" if cfg.student.init else verb
+    return export_student(
+        teacher=teacher,
+        student=student,
+        models_dir=Path(ec.models_dir) if ec.models_dir else out / "export",
+        name=ec.name or cfg.name,
+        title=ec.title,
+        dtype=ec.dtype,
+        steps=ec.steps,
+        allowed_steps=ec.allowed_steps,
+        guidance=ec.guidance,
+        components=ec.components,
+        source=f"{verb} by distillation.train ({cfg.method.name}, {step} steps{picked}) from {origin}; "
+        f"run folder {out}",
+        sampler=sampler,
+        licence=licence,
+    )

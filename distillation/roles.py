@@ -12,18 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillation.checkpoint import (
-    CheckpointError,
-)
-from distillation.config import (
-    ConfigError,
-)
+from distillation.checkpoint import CheckpointError
+from distillation.config import ConfigError
 from distillation.methods import Method
-from distillation.teachers import trainable_copy
 
-PROGRESS_MODES = ("auto", "bar", "json")
-END_RESERVE_S = 5.0  # time_limit_s: what the final checkpoint, preview and export may take beyond 3 mean steps
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 143
+
+def trainable_copy(module: nn.Module) -> nn.Module:
+    """A float32 trainable copy of a frozen teacher network (init="teacher" roles with full weights)."""
+    return copy.deepcopy(module).float().train().requires_grad_(True)
 
 
 class AdapterView(nn.Module):

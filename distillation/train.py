@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from distillation.config import ConfigError, load_config
-from distillation.trainer import EXIT_BAD_INPUT, PROGRESS_MODES, Trainer, write_status
+from distillation.run_folder import write_status
+from distillation.trainer import EXIT_BAD_INPUT, PROGRESS_MODES, Trainer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

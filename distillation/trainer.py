@@ -14,25 +14,22 @@ import inspect
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tomli_w
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object, set_seed
-from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from distillation.batching import BatchSampler, build_dataset, make_batch, middle_guidance
 from distillation.checkpoint import (
     CheckpointError,
     TrainState,
@@ -42,21 +39,17 @@ from distillation.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from distillation.config import (
-    RESUMABLE_KEYS,
-    ConfigError,
-    JobConfig,
-    changed_keys,
-    config_to_dict,
-    with_defaults,
-)
+from distillation.config import ConfigError, JobConfig, check_resumable, config_to_dict
 from distillation.methods import METHODS, Method
-from distillation.methods.base import teacher_F
+from distillation.previews import image_grid, sample_teacher, swapped_weights
+from distillation.processes import all_reduce_, average_gradients, mean_over_processes
 from distillation.roles import AdapterView, build_roles, enable_gradient_checkpointing
-from distillation.teachers import Teacher, TeacherError, build_teacher
-from distillation.validate import BEST_FOLDER, Best, Validator
-from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_from_flow
-from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
+from distillation.run_folder import append_metrics, finite_or_none, truncate_metrics, write_status
+from distillation.teachers import build_teacher
+from distillation.teachers.base import Teacher, TeacherError
+from distillation.validate import BEST_FOLDER, Best, Validator, score_student
+from pipelines.parameterization import SIGMA_D
+from pipelines.schedules import get_trigflow_timesteps, sample_trigflow
 
 PROGRESS_MODES = ("auto", "bar", "json")
 END_RESERVE_S = 5.0  # time_limit_s: what the final checkpoint, preview and export may take beyond 3 mean steps
@@ -65,47 +58,6 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 143
 
 class JobFailed(RuntimeError):
     """The job cannot go on (non-finite budget spent); the message is the failed-job record's reason."""
-
-
-# ---- data ---------------------------------------------------------------------------------------------------------
-
-
-class BatchSampler:
-    """Index stream over `size` items: a permutation per epoch from (seed, epoch). `position` counts the samples
-    drawn by all processes, so it alone fixes every later batch (exact resume); process `rank` takes its slice."""
-
-    def __init__(self, size: int, *, seed: int, batch_size: int, rank: int = 0, world: int = 1):
-        self.size, self.seed, self.batch_size, self.rank, self.world = size, seed, batch_size, rank, world
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def permutation(self, epoch: int) -> Tensor:
-        if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.size, generator=generator)
-        return self._perm
-
-    def indices(self, position: int) -> list[int]:
-        """This process's dataset indices for the global batch starting at `position`."""
-        start = position + self.rank * self.batch_size
-        out = []
-        for k in range(start, start + self.batch_size):
-            epoch, offset = divmod(k, self.size)
-            out.append(int(self.permutation(epoch)[offset]))
-        return out
-
-
-class PairsAsItems(torch.utils.data.Dataset):
-    """distillation.data.SketchPairs as trainer items: x0 = sigma_d * image, conditions "sketch" and "text"."""
-
-    def __init__(self, pairs: torch.utils.data.Dataset):
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = self.pairs[index]
-        return {"x0": SIGMA_D * item["image"], "sketch": item["sketch"], "text": item["text_embedding"]}
 
 
 def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
@@ -118,68 +70,6 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
     return 1.0
 
 
-def make_batch(
-    items: Sequence[Mapping[str, Tensor]],
-    *,
-    guidance: Sequence[float],
-    uncond_keys: Sequence[str],
-    device: torch.device,
-) -> dict[str, Any]:
-    """The Method batch (methods/base.py): x0, cond and, with CFG scales, uncond (uncond_keys zeroed), guidance
-    (b,) drawn from `guidance` with torch's RNG, and student_cond = cond + guidance."""
-    stacked = {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
-    x0 = stacked.pop("x0")
-    batch: dict[str, Any] = {"x0": x0, "cond": stacked}
-    if guidance:
-        scales = torch.tensor(guidance, dtype=x0.dtype)[torch.randint(len(guidance), (x0.shape[0],))].to(device)
-        batch["uncond"] = {**stacked, **{key: torch.zeros_like(stacked[key]) for key in uncond_keys}}
-        batch["guidance"] = scales
-        batch["student_cond"] = {**stacked, "guidance": scales}
-    return batch
-
-
-# ---- previews -----------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def sample_teacher(teacher: nn.Module, x_T: Tensor, batch: Mapping[str, Any], steps: int) -> Tensor:
-    """Euler on the teacher's flow ODE (uniform in flow time, = DDIM in TrigFlow) with the batch's CFG."""
-    ts = trigflow_time_from_flow(get_flow_timesteps(steps)).to(x_T.dtype)
-    x = x_T
-    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-        t_batch = torch.full((x.shape[0],), t.item(), dtype=x.dtype, device=x.device)
-        x = trigflow_step(x, teacher_F(teacher, x / SIGMA_D, t_batch, batch), t_batch, t_next.item(), SIGMA_D)
-    return x
-
-
-def image_grid(rows: Sequence[Tensor], gap: int = 2, min_side: int = 64) -> Image.Image:
-    """uint8 image rows, each (n, h, w, 3), as one picture: tiles enlarged (nearest) to at least `min_side` pixels,
-    `gap` white pixels apart."""
-    scale = max(1, -(-min_side // rows[0].shape[1]))
-    tiles = [row.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).cpu().numpy() for row in rows]
-    n, h, w, _ = tiles[0].shape
-    grid = np.full((len(rows) * (h + gap) - gap, n * (w + gap) - gap, 3), 255, np.uint8)
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
-    return Image.fromarray(grid)
-
-
-@contextmanager
-def swapped_weights(params: Mapping[str, nn.Parameter], values: Mapping[str, Tensor]) -> Iterator[None]:
-    """Parameters temporarily set to `values` (the EMA), restored exactly afterwards."""
-    saved = {name: p.detach().clone() for name, p in params.items()}
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(values[name])
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(saved[name])
-
-
 def process_age() -> float:
     """Seconds since this process started (Linux /proc: python's start and the imports included); 0 elsewhere."""
     try:
@@ -188,22 +78,6 @@ def process_age() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_status(out: Path, state: str, **fields: Any) -> None:
-    """out/status.json: the job record jobs and the UI read (state: running | done | failed | stopped)."""
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "status.json", json.dumps({"state": state, "updated": time.time(), **fields}, indent=2))
 
 
 # ---- the trainer --------------------------------------------------------------------------------------------------
@@ -277,7 +151,7 @@ class Trainer:
         resume = None
         if self.resume_from is not None:
             resume = load_checkpoint(resolve(self.out / "checkpoints", self.resume_from))
-            self.check_resumable(resume)
+            check_resumable(resume.config, self.cfg, resume.step, export_only=self.export_only)
         set_seed(cfg.seed)  # identical initial weights (heads, adapters) in every process
         tc = cfg.teacher
         self.teacher: Teacher = build_teacher(
@@ -288,8 +162,7 @@ class Trainer:
             controlnet=tc.controlnet,
             controlnet_path=tc.controlnet_path,
             conditioning_scale=tc.conditioning_scale,
-            timestep_scale=tc.timestep_scale,
-            controlnet_timestep_scale=tc.controlnet_timestep_scale,
+            dense_time=tc.dense_time,
             default_guidance=tc.default_guidance,
             text_tokens=cfg.data.text_tokens,
             dtype=tc.dtype,
@@ -320,7 +193,13 @@ class Trainer:
         student = self.roles.get("student")
         self.ema = {n: p.detach().float().clone() for n, p in student.params.items()} if student else {}
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.mixed_precision == "fp16" else None
-        self.dataset = self.build_dataset()
+        self.dataset, self.data_root = build_dataset(
+            cfg.data,
+            self.teacher,
+            is_main=self.is_main,
+            emit=self.emit,
+            main_process_first=self.accelerator.main_process_first,
+        )
         self.sampler = BatchSampler(
             len(self.dataset), seed=cfg.data.seed, batch_size=cfg.batch_size, rank=self.rank, world=self.world
         )
@@ -387,51 +266,6 @@ class Trainer:
                 for group in self.optimizers[name].param_groups:
                     group["base_lr"] = lr
 
-    def build_dataset(self) -> torch.utils.data.Dataset:
-        dc = self.cfg.data
-        if dc.kind == "synthetic":
-            return self.teacher.synthetic(size=dc.size, seed=dc.seed)
-        from distillation.data import DataError, SketchPairs, folder_summary, prepare_folder
-
-        wanted = {"sketch", "text"}
-        if set(self.teacher.cond_shapes) != wanted or self.teacher.sample_shape[0] != 3:
-            takes = f"{self.teacher.sample_shape} samples with {sorted(self.teacher.cond_shapes)}"
-            raise ConfigError(
-                f"data.kind {dc.kind!r} gives images with 'sketch' and 'text' conditions; teacher kind "
-                f"{self.teacher.kind!r} takes {takes}. In plain words: pictures with sketches train only a teacher "
-                "that draws pictures from a sketch and a caption (the bundled sketch-tiny-teacher); this teacher "
-                "draws latents from other conditions: choose the synthetic data for it, or the bundled teacher"
-            )
-        try:
-            path = dc.path
-            if dc.kind == "image_folder":  # prepared once at the teacher's sample size, then read like sketch pairs
-                with self.accelerator.main_process_first():
-                    root, manifest = prepare_folder(dc.path, resolution=self.teacher.sample_shape[-1],
-                                                    sketch=dc.sketch, cache=dc.cache or None,
-                                                    progress=self.is_main,
-                                                    name_captions=dc.name_captions)  # fmt: skip
-                path = root
-                if self.is_main:
-                    print(f"data: {folder_summary(manifest)}; {'reused' if manifest['reused'] else 'prepared'} "
-                          f"{root}", file=sys.stderr, flush=True)  # fmt: skip
-                self.emit({"event": "data", "kind": dc.kind, "path": str(root), "reused": manifest["reused"],
-                           "counts": manifest["counts"]})  # fmt: skip
-            self.data_root = path
-            return PairsAsItems(SketchPairs(path, dc.split if dc.kind == "sketch_pairs" else "train",
-                                            augment=dc.augment))  # fmt: skip
-        except DataError as error:
-            raise ConfigError(f"data.path: {error}") from error
-
-    def check_resumable(self, state: TrainState) -> None:
-        changed = changed_keys(with_defaults(state.config), config_to_dict(self.cfg))
-        fixed = [key for key in changed if key.split(".")[0] not in RESUMABLE_KEYS and key not in RESUMABLE_KEYS]
-        if fixed:
-            raise ConfigError(f"cannot resume: {', '.join(fixed)} changed since the checkpoint at step {state.step}")
-        if state.step >= self.cfg.max_steps and not self.export_only:
-            raise ConfigError(
-                f"cannot resume: the checkpoint is at step {state.step}, max_steps is {self.cfg.max_steps}"
-            )
-
     def restore(self, state: TrainState) -> None:
         """Load weights, optimizers, EMA, scaler, RNG and counters from a checkpoint."""
         for name, role in self.roles.items():
@@ -450,29 +284,10 @@ class Trainer:
             set_seed(self.cfg.seed + self.rank + 7919 * self.step)
             self.emit({"event": "warning", "message": f"checkpoint from {len(state.rng)} processes, running on "
                        f"{self.world}: resumed with fresh RNG streams (not bit-exact)"})  # fmt: skip
-        metrics = self.out / "metrics.jsonl"
-        if self.is_main and metrics.is_file():  # drop rows logged after the checkpoint
-            rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
-            _atomic_text(metrics, "".join(r + "\n" for r in rows))
+        if self.is_main:
+            truncate_metrics(self.out, self.step)
 
     # -- one step
-
-    def all_reduce_(self, tensor: Tensor, op: str = "sum") -> Tensor:
-        if self.world > 1:
-            ops = {"sum": torch.distributed.ReduceOp.SUM, "min": torch.distributed.ReduceOp.MIN}
-            torch.distributed.all_reduce(tensor, op=ops[op])
-        return tensor
-
-    def average_gradients(self, params: Sequence[nn.Parameter]) -> None:
-        """Mean gradient over processes (missing gradients count as zero)."""
-        if self.world == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = self.all_reduce_(torch.cat([g.reshape(-1) for g in grads])) / self.world
-        offset = 0
-        for p in params:
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
 
     def update(self, role: str, batch: dict[str, Any], step: int) -> tuple[dict[str, float], bool]:
         """One role update: loss, backward, average, clip, skip if non-finite, step. Returns (logs, stepped)."""
@@ -483,12 +298,12 @@ class Trainer:
             out = self.method.loss(role, batch, step)
         loss = out["loss"]
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        self.average_gradients(params)
+        average_gradients(params, self.world)
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
         clip = self.cfg.optim.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
-        finite = self.all_reduce_(torch.isfinite(loss.detach()).float().reshape(1), "min").item() > 0
+        finite = all_reduce_(torch.isfinite(loss.detach()).float().reshape(1), self.world, "min").item() > 0
         logs = {f"{role}/{key}": float(value.detach().float()) for key, value in out.items()}
         logs[f"{role}/grad_norm"] = float(grad_norm)
         if not (finite and math.isfinite(float(grad_norm))):
@@ -535,14 +350,6 @@ class Trainer:
         self.step += 1
         return logs
 
-    def reduce_logs(self, logs: dict[str, float]) -> dict[str, float]:
-        """Mean of each logged value over processes (every process logs the same keys)."""
-        if self.world == 1 or not logs:
-            return logs
-        keys = sorted(logs)
-        values = self.all_reduce_(torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device))
-        return {k: v / self.world for k, v in zip(keys, values.tolist(), strict=True)}
-
     # -- side effects
 
     def save(self) -> Path | None:
@@ -581,9 +388,8 @@ class Trainer:
         student = self.roles["student"]
         n = min(len(pc.seeds), len(self.dataset))
         items = [self.dataset[i] for i in range(n)]
-        guidance = self.cfg.data.guidance
-        middle = (sorted(guidance)[len(guidance) // 2],) if guidance else ()
-        batch = make_batch(items, guidance=middle, uncond_keys=self.teacher.uncond_keys, device=self.device)
+        guidance, uncond = middle_guidance(self.cfg.data.guidance), self.teacher.uncond_keys
+        batch = make_batch(items, guidance=guidance, uncond_keys=uncond, device=self.device)
         noise = torch.stack(
             [torch.randn(self.teacher.sample_shape, generator=torch.Generator().manual_seed(s)) for s in pc.seeds[:n]]
         ).to(self.device)
@@ -618,31 +424,18 @@ class Trainer:
             return self.teacher.to_images(x0)
 
     def validate(self) -> None:
-        """Score the EMA student on the validation pairs (main process); keep it in <run>/best/ when it is the best.
-        Runs under forked torch, numpy and Python RNGs (scoring included), so a run with selection trains exactly
-        like one without."""
+        """Score the EMA student on the validation pairs (main process, forked RNGs: validate.score_student); keep it
+        in <run>/best/ when it is the best."""
         sc, validator = self.cfg.select, self.validator
         if validator is None:
             return
         started = time.perf_counter()
-        guidance = self.cfg.data.guidance
-        middle = (sorted(guidance)[len(guidance) // 2],) if guidance else ()
-        as_items = PairsAsItems(validator.pairs)
         weights = self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
-        images, host_rngs = [], (np.random.get_state(), random.getstate())
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            for lo in range(0, len(validator), 32):
-                ks = range(lo, min(lo + 32, len(validator)))
-                items = [as_items[int(validator.indices[k])] for k in ks]
-                batch = make_batch(items, guidance=middle, uncond_keys=self.teacher.uncond_keys, device=self.device)
-                noise = torch.stack([torch.randn(self.teacher.sample_shape,
-                                                 generator=torch.Generator().manual_seed(validator.seeds[k]))
-                                     for k in ks]).to(self.device)  # fmt: skip
-                images.append(self.student_images(batch, noise, sc.steps, weights).cpu().numpy())
-            # inside the fork too: the first score builds EfficientNet-Lite0, whose init draws from the global RNG
-            score = validator.score(np.concatenate(images))[sc.metric]
-        np.random.set_state(host_rngs[0])
-        random.setstate(host_rngs[1])
+        render = lambda batch, noise: self.student_images(batch, noise, sc.steps, weights)  # noqa: E731
+        guidance = middle_guidance(self.cfg.data.guidance)
+        score = score_student(
+            validator, render, metric=sc.metric, teacher=self.teacher, guidance=guidance, device=self.device
+        )
         if math.isfinite(score) and (self.best is None or score < self.best.score):
             kept = {k: v.detach().cpu().clone() for k, v in weights.items()}
             self.best = Best(step=self.step, score=score, ema=kept)
@@ -650,38 +443,21 @@ class Trainer:
         key = f"val/{sc.metric}@{sc.steps}"
         self.emit({"event": "validate", "step": self.step, key: round(score, 3), "best_step": self.best.step if
                    self.best else None, "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, "time": time.time(), key: _finite_or_none(score)}) + "\n")
+        append_metrics(self.out, {"step": self.step, "time": time.time(), key: finite_or_none(score)})
 
     def export(self) -> dict[str, Any]:
         """EMA student (or, with selection, the best validated one) -> weights + manifest (main process); returns
         the "export" event."""
-        from distillation.export import export_student, merged_student, provenance
+        from distillation.export import export_run, merged_student
 
-        ec = self.cfg.export
         chosen, picked = self.ema, ""
         if self.best is not None:
             chosen = {k: v.to(self.device) for k, v in self.best.ema.items()}
             picked = f", step {self.best.step} picked by validation {self.cfg.select.metric} {self.best.score:.1f}"
         student = merged_student(self.roles["student"].module, chosen)
-        origin, licence = provenance(self.cfg)
-        verb = "distilled" if self.method.sampler == "trigflow" else "trained"
-        verb = "fine-tuned" if self.cfg.student.init else verb
-        result = export_student(
-            teacher=self.teacher,
-            student=student,
-            models_dir=Path(ec.models_dir) if ec.models_dir else self.out / "export",
-            name=ec.name or self.cfg.name,
-            title=ec.title,
-            dtype=ec.dtype,
-            steps=ec.steps,
-            allowed_steps=ec.allowed_steps,
-            guidance=ec.guidance,
-            components=ec.components,
-            source=f"{verb} by distillation.train ({self.cfg.method.name}, {self.step} steps{picked}) from {origin}; "
-            f"run folder {self.out}",
-            sampler=self.method.sampler,
-            licence=licence,
+        sampler = self.method.sampler
+        result = export_run(
+            self.cfg, self.teacher, student, step=self.step, out=self.out, sampler=sampler, picked=picked
         )
         return {"event": "export", "manifest": str(result.manifest), "weights": str(result.weights),
                 "registry": result.registry}  # fmt: skip
@@ -693,14 +469,13 @@ class Trainer:
         if self.cfg.time_limit_s:
             left = max(0.0, self.cfg.time_limit_s - (time.perf_counter() - self.clock0))
             eta = left if eta is None else min(eta, left)
-        values = {k: _finite_or_none(v) for k, v in sorted(logs.items())}
+        values = {k: finite_or_none(v) for k, v in sorted(logs.items())}
         event = {"event": "progress", "step": self.step, "total": self.cfg.max_steps, "it_s": round(it_s, 4),
                  "eta_s": None if eta is None else round(eta, 1), **values}  # fmt: skip
         self.emit(event)
         if self.is_main:
             row = {"step": self.step, "time": time.time(), "skipped_total": self.skipped, **values}
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_metrics(self.out, row)
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.endswith("loss")}, refresh=False)
             self.bar.update(self.step - self.bar.n)
@@ -718,11 +493,11 @@ class Trainer:
             mean_step = (now - started) / (self.step - first_step)
             if now - self.clock0 + 4 * mean_step + END_RESERVE_S > self.cfg.time_limit_s:
                 flag = 1.0
-        return self.all_reduce_(torch.tensor([flag], device=self.device)).item() > 0
+        return all_reduce_(torch.tensor([flag], device=self.device), self.world).item() > 0
 
     def stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.stop_signal is not None else 0.0], device=self.device)
-        return self.all_reduce_(flag).item() > 0
+        return all_reduce_(flag, self.world).item() > 0
 
     # -- the job
 
@@ -766,7 +541,7 @@ class Trainer:
         saved = previewed = validated = self.step
         timed_out = False
         while self.step < cfg.max_steps:
-            logs = self.reduce_logs(self.train_step())
+            logs = mean_over_processes(self.train_step(), self.world, self.device)
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 self.log(logs, started, first_step)
             if self.stop_requested():

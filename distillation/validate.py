@@ -10,12 +10,17 @@ exported student honestly), outside the teacher pool when LADD trains on one; th
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from distillation.batching import PairsAsItems, make_batch
+from distillation.teachers.base import Teacher
 
 BEST_FOLDER = "best"  # <run>/best/: ema.safetensors + best.json, the selected EMA student
 
@@ -100,3 +105,32 @@ class Validator:
         with torch.inference_mode():
             features = effnet_features(images)
         return {"fd_effnet": frechet_distance(features, self._reference)}
+
+
+def score_student(
+    validator: Validator,
+    render: Callable[[dict, Tensor], Tensor],
+    *,
+    metric: str,
+    teacher: Teacher,
+    guidance: Sequence[float],
+    device: torch.device,
+) -> float:
+    """The validator's `metric` of the student's pictures of its pairs, render(batch, unit noise) -> uint8 (b, h, w, 3)
+    from each pair's fixed seed, 32 at a time. Runs under forked torch, numpy and Python RNGs (scoring included), so a
+    run with selection trains exactly like one without."""
+    as_items = PairsAsItems(validator.pairs)
+    images, host_rngs = [], (np.random.get_state(), random.getstate())
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for lo in range(0, len(validator), 32):
+            ks = range(lo, min(lo + 32, len(validator)))
+            items = [as_items[int(validator.indices[k])] for k in ks]
+            batch = make_batch(items, guidance=guidance, uncond_keys=teacher.uncond_keys, device=device)
+            seeds = [torch.Generator().manual_seed(validator.seeds[k]) for k in ks]
+            noise = torch.stack([torch.randn(teacher.sample_shape, generator=g) for g in seeds]).to(device)
+            images.append(render(batch, noise).cpu().numpy())
+        # inside the fork too: the first score builds EfficientNet-Lite0, whose init draws from the global RNG
+        score = validator.score(np.concatenate(images))[metric]
+    np.random.set_state(host_rngs[0])
+    random.setstate(host_rngs[1])
+    return score

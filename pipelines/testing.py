@@ -36,7 +36,7 @@ from pipelines.sd.config import (
 )
 
 
-def _random_branch(base: SanaTransformer2DModel, config: dict[str, Any]) -> SprintControlNet:
+def random_branch(base: SanaTransformer2DModel, config: dict[str, Any]) -> SprintControlNet:
     """A random branch whose embeddings are the base's (NVlabs shares them between base and branch) and whose
     zero-initialised projections get random weights, so that it changes the output."""
     branch = SprintControlNet(**config)
@@ -58,12 +58,12 @@ def build_random_sana(size: str, seed: int = 0, device: str = "cpu", *, teacher:
     with torch.device(device):
         c["text_encoder"] = Gemma2Model(gemma_config(size, vocab)).eval()
         c["transformer"] = SanaTransformer2DModel(**transformer_config(size))
-        c["controlnet"] = _random_branch(c["transformer"], controlnet_config(size))
+        c["controlnet"] = random_branch(c["transformer"], controlnet_config(size))
         c["vae"] = AutoencoderDC(**dc_ae_config(size))
         c["vae_lite"] = AutoencoderDC(**dc_ae_config(size, lite=True))
         if teacher:
             c["teacher_transformer"] = SanaTransformer2DModel(**transformer_config(size, sprint=False))
-            c["teacher_controlnet"] = _random_branch(c["teacher_transformer"], controlnet_config(size, sprint=False))
+            c["teacher_controlnet"] = random_branch(c["teacher_transformer"], controlnet_config(size, sprint=False))
     return c
 
 

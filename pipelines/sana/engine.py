@@ -37,7 +37,7 @@ from pipelines.sana.flow import SanaFlow
 from pipelines.sana.load import load_components, place
 from pipelines.sana.memory import check_gpu_memory, gpu_memory_need_gib, model_size, resolution_bins
 from pipelines.sana.sampling import cfg_flow, sample_scm, sprint_timesteps
-from pipelines.sana.text import encode_text
+from pipelines.sana.text import encode_text, text_bias
 from pipelines.schedules import get_flow_timesteps, sample_euler
 from pipelines.spec import ModelError, ModelSpec, guarded, hub_offline
 from pipelines.testing import build_random_sana
@@ -259,8 +259,8 @@ class SanaSprintEngine:
         finally:
             if self.offload_text_encoder:
                 self.text_encoder.to("cpu")
-        bias = ((1 - mask.to(self.dtype)) * -10000.0)[:, None]  # the transformer's own mask -> bias conversion
-        tensors = {"text": embeds.to(device=self.device, dtype=self.dtype), "text_bias": bias.to(self.device)}
+        bias = text_bias(mask, self.dtype).to(self.device)
+        tensors = {"text": embeds.to(device=self.device, dtype=self.dtype), "text_bias": bias}
         return PromptCond(text=text, tensors=tensors, truncated=truncated, n_tokens=n_tokens)
 
     def negative_prompt(self) -> PromptCond:

@@ -56,3 +56,9 @@ def encode_text(
     hidden = encoder(inputs.input_ids.to(device), attention_mask=mask)[0]
     select = [0, *range(-max_length + 1, 0)]
     return hidden[:, select], mask[:, select], min(n_all, total) - n_prefix, n_all > total
+
+
+def text_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """The caption's attention mask (b, n) (1 keep, 0 pad) as the additive bias (b, 1, n) the transformer's cross
+    attention adds (0 keep, -10000 pad), as SanaTransformer2DModel.forward converts encoder_attention_mask."""
+    return ((1 - mask.to(dtype)) * -10000.0)[:, None]

@@ -178,8 +178,8 @@ def test_image_folder_trains_a_step_of_the_small_pixel_teacher(tmp_path):
     and one sCM step on a random sketch_tiny teacher is finite."""
     import math
 
+    from distillation.batching import PairsAsItems
     from distillation.config import ConfigError
-    from distillation.trainer import PairsAsItems
     from tests.distillation.test_trainer import set_up
 
     folder = image_folder(tmp_path / "my photos")

@@ -6,14 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import SanaControlNetModel, SanaTransformer2DModel
+from diffusers import SanaTransformer2DModel
 
 from distillation.config import load_config
 from distillation.export import ExportError, export_student, merged_student, provenance
-from distillation.teachers import REGISTERED, SanaFlow, register_teacher
+from distillation.teachers.registered import REGISTERED, register_teacher
 from distillation.trainer import Trainer
 from pipelines.parameterization import FlowAsTrigFlow
 from pipelines.registry import Registry, parse_manifest
+from pipelines.sana.flow import SanaFlow
+from pipelines.sana.load import load_controlnet
 
 PRESETS = Path(__file__).resolve().parents[2] / "distillation" / "presets"
 
@@ -53,13 +55,14 @@ def test_merged_lora_student_equals_the_adapter_and_round_trips_through_diffuser
     assert result.registry.startswith("not usable: cannot draw: the manifest names no 'base' component")
     spec = parse_manifest(result.manifest)
     assert Registry(tmp_path / "models").status(spec).state == "missing"
-    flow = SanaFlow(
+    flow = SanaFlow(  # as the engine loads and runs it
         SanaTransformer2DModel.from_pretrained(spec.component_path("transformer")),
-        SanaControlNetModel.from_pretrained(spec.component_path("controlnet")),
+        load_controlnet(spec.component_path("controlnet"), torch.float32),
+        dense_time=True,
     )
     with torch.no_grad():
         torch.testing.assert_close(FlowAsTrigFlow(flow)(x, t, cond), expected, rtol=1e-5, atol=1e-5)
-    assert spec.steps == 1 and spec.guidance == 0.0 and spec.resolution == 256
+    assert spec.steps == 1 and spec.guidance == 0.0 and spec.resolution == 512  # DC-AE f32 x the tiny 16-wide latent
 
 
 def test_tiny_pixel_student_is_listed_and_loads_as_an_engine(tmp_path):

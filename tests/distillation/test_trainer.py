@@ -12,10 +12,12 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
+from distillation.batching import BatchSampler, make_batch
 from distillation.config import ConfigError, load_config
 from distillation.methods.base import RoleSpec, teacher_F
-from distillation.teachers import VPAsTrigFlow, build_teacher
-from distillation.trainer import BatchSampler, Trainer, make_batch
+from distillation.teachers import build_teacher
+from distillation.teachers.unet import VPAsTrigFlow
+from distillation.trainer import Trainer
 from pipelines.parameterization import SIGMA_D
 from tests.fakes import write_sketch_pairs
 
@@ -66,7 +68,7 @@ def test_lora_teacher_is_the_base_with_adapters_off(tmp_path):
     once its adapter has trained (LoRA B starts at zero, so before a step they agree)."""
     trainer = set_up(tmp_path, "tiny_dmd2.toml")
     batch = make_batch([trainer.dataset[i] for i in range(2)], guidance=(4.5,), uncond_keys=("text",), device="cpu")
-    x, t = torch.randn(2, 4, 8, 8), torch.tensor([0.4, 1.2])
+    x, t = torch.randn(2, *trainer.teacher.sample_shape), torch.tensor([0.4, 1.2])
     fresh = build_teacher(kind="sana", random="tiny", controlnet=True).model
     with torch.no_grad():
         assert torch.equal(trainer.roles["student"].module(x, t, batch["cond"]), fresh(x, t, batch["cond"]))
@@ -286,7 +288,7 @@ def test_flow_matching_pretrains_the_small_teacher_and_exports_a_flow_model(tmp_
 
 
 def test_a_sana_teacher_refuses_to_export_a_flow_model(tmp_path):
-    from distillation.teachers import TeacherError
+    from distillation.teachers.base import TeacherError
 
     teacher = build_teacher(kind="sana", random="tiny")
     with pytest.raises(TeacherError, match="exports trigflow models, not 'flow'"):
