@@ -1,5 +1,5 @@
-"""Pictures of a run: the teacher's Euler samples with CFG, student weights swapped in for a look and restored,
-and rows of uint8 tiles as one grid image."""
+"""Pictures of a run: the teacher's Euler samples with CFG, the student's samples with chosen weights swapped in for
+a look and restored, and rows of uint8 tiles as one grid image."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from distillation.methods.base import teacher_F
 from pipelines.parameterization import SIGMA_D, trigflow_step, trigflow_time_from_flow
-from pipelines.schedules import get_flow_timesteps
+from pipelines.schedules import get_flow_timesteps, get_trigflow_timesteps, sample_trigflow
 
 
 @torch.no_grad()
@@ -54,3 +54,31 @@ def swapped_weights(params: Mapping[str, nn.Parameter], values: Mapping[str, Ten
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(saved[name])
+
+
+@torch.no_grad()
+def student_images(
+    student: Any,
+    sampler: str,
+    teacher: Any,
+    batch: Mapping[str, Any],
+    noise: Tensor,
+    steps: int,
+    weights: Mapping[str, Tensor],
+) -> Tensor:
+    """uint8 pictures (b, h, w, 3) of the student role (roles.AdapterView) with `weights` swapped in, from unit noise
+    (b, ...): Euler with the batch's CFG for a flow model in training ("flow"), TrigFlow steps for a distilled one;
+    `teacher` (a teachers.Teacher) turns samples into pictures."""
+    cond = batch.get("student_cond", batch["cond"])
+    with swapped_weights(student.params, weights):
+        if sampler == "flow":
+            x0 = sample_teacher(student.module, SIGMA_D * noise, batch, steps)
+        else:
+            generator = torch.Generator(noise.device).manual_seed(0)
+            x0 = sample_trigflow(
+                lambda x, t: student.module(x, t, cond),
+                SIGMA_D * noise,
+                get_trigflow_timesteps(steps),
+                generator=generator,
+            )
+        return teacher.to_images(x0)

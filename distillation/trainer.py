@@ -26,7 +26,7 @@ import tomli_w
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object, set_seed
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from distillation.batching import BatchSampler, build_dataset, make_batch, middle_guidance
@@ -41,7 +41,8 @@ from distillation.checkpoint import (
 )
 from distillation.config import ConfigError, JobConfig, check_resumable, config_to_dict
 from distillation.methods import METHODS, Method
-from distillation.previews import image_grid, sample_teacher, swapped_weights
+from distillation.optim import build_optimizers, set_learning_rate
+from distillation.previews import image_grid, sample_teacher, student_images
 from distillation.processes import all_reduce_, average_gradients, mean_over_processes
 from distillation.roles import AdapterView, build_roles, enable_gradient_checkpointing
 from distillation.run_folder import append_metrics, finite_or_none, truncate_metrics, write_status
@@ -49,7 +50,6 @@ from distillation.teachers import build_teacher
 from distillation.teachers.base import Teacher, TeacherError
 from distillation.validate import BEST_FOLDER, Best, Validator, score_student
 from pipelines.parameterization import SIGMA_D
-from pipelines.schedules import get_trigflow_timesteps, sample_trigflow
 
 PROGRESS_MODES = ("auto", "bar", "json")
 END_RESERVE_S = 5.0  # time_limit_s: what the final checkpoint, preview and export may take beyond 3 mean steps
@@ -58,16 +58,6 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 143
 
 class JobFailed(RuntimeError):
     """The job cannot go on (non-finite budget spent); the message is the failed-job record's reason."""
-
-
-def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
-    """Learning-rate multiplier at `step`: linear warm-up over `warmup` steps, then 1 ("constant") or a half cosine
-    from 1 to 0 at `total` ("cosine")."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "cosine" and total > warmup:
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
-    return 1.0
 
 
 def process_age() -> float:
@@ -213,8 +203,9 @@ class Trainer:
             from distillation.pool import POOL_SPLIT
 
             try:
-                self.validator = Validator(self.data_root, n=cfg.select.n, seed=cfg.select.seed,
-                                           exclude_pool=cfg.data.split == POOL_SPLIT)  # fmt: skip
+                self.validator = Validator(
+                    self.data_root, n=cfg.select.n, seed=cfg.select.seed, exclude_pool=cfg.data.split == POOL_SPLIT
+                )
             except DataError as error:
                 raise ConfigError(f"select: {error}") from error
             if resume is not None:
@@ -229,8 +220,14 @@ class Trainer:
         tc = self.cfg.teacher
         if "student" not in self.roles or self.roles["student"].lora:
             raise ConfigError("student.init: this method has no full student role to initialise")
-        source = build_teacher(kind=tc.kind, path=path, controlnet=tc.controlnet, controlnet_path=tc.controlnet_path,
-                               text_tokens=self.cfg.data.text_tokens, device=self.device)  # fmt: skip
+        source = build_teacher(
+            kind=tc.kind,
+            path=path,
+            controlnet=tc.controlnet,
+            controlnet_path=tc.controlnet_path,
+            text_tokens=self.cfg.data.text_tokens,
+            device=self.device,
+        )
         student = self.roles["student"].module
         try:
             student.load_state_dict(source.model.state_dict())
@@ -248,23 +245,7 @@ class Trainer:
 
     def build_optimizers(self) -> None:
         """One AdamW per role with its own update-plan entry, also holding the roles that step with it."""
-        oc, specs = self.cfg.optim, self.method.roles()
-        unknown = set(oc.role_lr) - set(specs)
-        if unknown:
-            raise ConfigError(f"optim.role_lr: no role {sorted(unknown)[0]!r} in {self.cfg.method.name}")
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.opt_params: dict[str, list[nn.Parameter]] = {}
-        for name, spec in specs.items():
-            if spec.trainable and spec.steps_with is None:
-                members = [name] + [n for n, s in specs.items() if s.steps_with == name]
-                params = [p for member in members for p in self.roles[member].params.values()]
-                lr = oc.role_lr.get(name, oc.lr)
-                self.opt_params[name] = params
-                self.optimizers[name] = torch.optim.AdamW(
-                    params, lr=lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay
-                )
-                for group in self.optimizers[name].param_groups:
-                    group["base_lr"] = lr
+        self.optimizers, self.opt_params = build_optimizers(self.method.roles(), self.roles, self.cfg)
 
     def restore(self, state: TrainState) -> None:
         """Load weights, optimizers, EMA, scaler, RNG and counters from a checkpoint."""
@@ -282,8 +263,13 @@ class Trainer:
             set_rng_state(state.rng[self.rank])
         else:
             set_seed(self.cfg.seed + self.rank + 7919 * self.step)
-            self.emit({"event": "warning", "message": f"checkpoint from {len(state.rng)} processes, running on "
-                       f"{self.world}: resumed with fresh RNG streams (not bit-exact)"})  # fmt: skip
+            self.emit(
+                {
+                    "event": "warning",
+                    "message": f"checkpoint from {len(state.rng)} processes, running on "
+                    f"{self.world}: resumed with fresh RNG streams (not bit-exact)",
+                }
+            )
         if self.is_main:
             truncate_metrics(self.out, self.step)
 
@@ -318,10 +304,7 @@ class Trainer:
                     f"{step}, role {role}, loss {logs[f'{role}/loss']}, grad norm {float(grad_norm)})"
                 )
             return logs, False
-        factor = lr_factor(step, warmup=self.cfg.optim.warmup_steps, total=self.cfg.max_steps,
-                           schedule=self.cfg.optim.schedule)  # fmt: skip
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        set_learning_rate(optimizer, step, self.cfg)
         if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
@@ -407,21 +390,14 @@ class Trainer:
         image_grid(rows).save(path)
         self.emit({"event": "preview", "step": self.step, "path": str(path)})
 
-    @torch.no_grad()
     def student_images(
         self, batch: dict[str, Any], noise: Tensor, steps: int, weights: Mapping[str, Tensor]
     ) -> Tensor:
         """uint8 pictures (b, h, w, 3) of the student with `weights` swapped in, from unit noise (b, ...)."""
-        student = self.roles["student"]
-        cond = batch.get("student_cond", batch["cond"])
-        with self.accelerator.autocast(), swapped_weights(student.params, weights):
-            if self.method.sampler == "flow":  # a flow model in training: Euler with the batch's CFG
-                x0 = sample_teacher(student.module, SIGMA_D * noise, batch, steps)
-            else:
-                generator = torch.Generator(self.device).manual_seed(0)
-                x0 = sample_trigflow(lambda x, t: student.module(x, t, cond), SIGMA_D * noise,
-                                     get_trigflow_timesteps(steps), generator=generator)  # fmt: skip
-            return self.teacher.to_images(x0)
+        with self.accelerator.autocast():
+            return student_images(
+                self.roles["student"], self.method.sampler, self.teacher, batch, noise, steps, weights
+            )
 
     def validate(self) -> None:
         """Score the EMA student on the validation pairs (main process, forked RNGs: validate.score_student); keep it
@@ -441,8 +417,15 @@ class Trainer:
             self.best = Best(step=self.step, score=score, ema=kept)
             self.best.save(self.out / BEST_FOLDER, sc.metric)
         key = f"val/{sc.metric}@{sc.steps}"
-        self.emit({"event": "validate", "step": self.step, key: round(score, 3), "best_step": self.best.step if
-                   self.best else None, "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+        self.emit(
+            {
+                "event": "validate",
+                "step": self.step,
+                key: round(score, 3),
+                "best_step": self.best.step if self.best else None,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
         append_metrics(self.out, {"step": self.step, "time": time.time(), key: finite_or_none(score)})
 
     def export(self) -> dict[str, Any]:
@@ -459,8 +442,12 @@ class Trainer:
         result = export_run(
             self.cfg, self.teacher, student, step=self.step, out=self.out, sampler=sampler, picked=picked
         )
-        return {"event": "export", "manifest": str(result.manifest), "weights": str(result.weights),
-                "registry": result.registry}  # fmt: skip
+        return {
+            "event": "export",
+            "manifest": str(result.manifest),
+            "weights": str(result.weights),
+            "registry": result.registry,
+        }
 
     def log(self, logs: dict[str, float], started: float, first_step: int) -> None:
         elapsed = time.perf_counter() - started
@@ -470,8 +457,14 @@ class Trainer:
             left = max(0.0, self.cfg.time_limit_s - (time.perf_counter() - self.clock0))
             eta = left if eta is None else min(eta, left)
         values = {k: finite_or_none(v) for k, v in sorted(logs.items())}
-        event = {"event": "progress", "step": self.step, "total": self.cfg.max_steps, "it_s": round(it_s, 4),
-                 "eta_s": None if eta is None else round(eta, 1), **values}  # fmt: skip
+        event = {
+            "event": "progress",
+            "step": self.step,
+            "total": self.cfg.max_steps,
+            "it_s": round(it_s, 4),
+            "eta_s": None if eta is None else round(eta, 1),
+            **values,
+        }
         self.emit(event)
         if self.is_main:
             row = {"step": self.step, "time": time.time(), "skipped_total": self.skipped, **values}
@@ -531,8 +524,16 @@ class Trainer:
         cfg = self.cfg
         every = cfg.preview.every
         self.write_status("running")
-        self.emit({"event": "start", "step": self.step, "total": cfg.max_steps, "out": str(self.out),
-                   "processes": self.world, "device": str(self.device)})  # fmt: skip
+        self.emit(
+            {
+                "event": "start",
+                "step": self.step,
+                "total": cfg.max_steps,
+                "out": str(self.out),
+                "processes": self.world,
+                "device": str(self.device),
+            }
+        )
         if self.progress == "bar" and self.is_main:
             self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.name, dynamic_ncols=True)
         if every and self.step == 0:
@@ -562,8 +563,14 @@ class Trainer:
                 if self.step % cfg.log_every:
                     self.log(logs, started, first_step)
                 timed_out = True
-                self.emit({"event": "time_limit", "step": self.step, "limit_s": cfg.time_limit_s,
-                           "seconds": round(time.perf_counter() - self.clock0, 1)})  # fmt: skip
+                self.emit(
+                    {
+                        "event": "time_limit",
+                        "step": self.step,
+                        "limit_s": cfg.time_limit_s,
+                        "seconds": round(time.perf_counter() - self.clock0, 1),
+                    }
+                )
                 break
         path = self.out / "checkpoints" / f"step_{self.step:08d}"
         if saved != self.step:

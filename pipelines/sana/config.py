@@ -130,10 +130,22 @@ def gemma_config(size: str, vocab_size: int) -> Gemma2Config:
     tokens = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=2)
     if size == "tiny":
         return Gemma2Config(
-            **tokens, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
-        )  # fmt: skip
+            **tokens,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=2048,
+        )
     return Gemma2Config(
-        **tokens, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
-        num_key_value_heads=4, head_dim=256, max_position_embeddings=8192,
-    )  # fmt: skip
+        **tokens,
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        max_position_embeddings=8192,
+    )

@@ -296,7 +296,7 @@ def test_a_sana_teacher_refuses_to_export_a_flow_model(tmp_path):
 
 
 def test_lr_factor_warms_up_then_holds_or_decays_by_half_cosine():
-    from distillation.trainer import lr_factor
+    from distillation.optim import lr_factor
 
     assert [lr_factor(s, warmup=4, total=10, schedule="constant") for s in (0, 3, 9)] == [0.25, 1.0, 1.0]
     cosine = [lr_factor(s, warmup=4, total=10, schedule="cosine") for s in (0, 3, 4, 7, 10)]

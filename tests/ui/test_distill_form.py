@@ -142,6 +142,7 @@ def test_distill_tab_defaults_work_here_and_pipeline_checks_come_last_labelled(m
     checks = [label for label, name in choices if name.startswith("tiny_")]
     assert checks and names[-len(checks) :] == ["tiny_dmd2", "tiny_scm_ladd"]
     assert all("pipeline check: random weights, its student cannot draw" in label for label in checks)
+
     def no_pairs(cfg):  # a fresh clone has no prepared pairs (a developer's data/ link may have them)
         if cfg.data.kind == "sketch_pairs":
             raise JobError("no prepared pairs")
