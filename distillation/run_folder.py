@@ -16,17 +16,21 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def atomic_text(path: Path, text: str) -> None:
-    """Write `path` through a temporary sibling, so a reader sees the old text or the new, never a part."""
+def atomic_write(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary sibling renamed over it): a reader sees the old text or the new,
+    never a part; a failed write leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_status(out: Path, state: str, **fields: Any) -> None:
     """out/status.json: the job record jobs and the UI read (state: running | done | failed | stopped)."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_text(out / "status.json", json.dumps({"state": state, "updated": time.time(), **fields}, indent=2))
+    atomic_write(out / "status.json", json.dumps({"state": state, "updated": time.time(), **fields}, indent=2))
 
 
 def append_metrics(out: Path, row: dict[str, Any]) -> None:
@@ -40,4 +44,4 @@ def truncate_metrics(out: Path, step: int) -> None:
     metrics = out / "metrics.jsonl"
     if metrics.is_file():
         rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-        atomic_text(metrics, "".join(r + "\n" for r in rows))
+        atomic_write(metrics, "".join(r + "\n" for r in rows))

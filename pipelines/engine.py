@@ -6,7 +6,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,22 @@ class LRU:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def check_control_image(image: np.ndarray) -> None:
+    """Refuse a control image that is not HxWx3 uint8 (what every engine's encode_control takes)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"control image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+
+
+def check_decoder(engine: str, value: str, choices: tuple[str, ...], missing: Mapping[str, str]) -> str:
+    """`value` when it names one of the engine's decoders (`choices`) whose component loaded (`missing`: decoder ->
+    the component it lacks); a ValueError that says which otherwise."""
+    if value not in choices:
+        raise ValueError(f"decoder must be one of {choices}, got {value!r}")
+    if value in missing:
+        raise ValueError(f"{engine} has no {missing[value]} component")
+    return value
 
 
 def image_key(image: np.ndarray) -> str:

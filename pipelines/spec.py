@@ -71,10 +71,13 @@ def hub_offline() -> bool:
 
 
 def in_hub_cache(repo_id: str) -> bool:
-    """True when the hub's local cache holds a snapshot of `repo_id` (so loading it needs no network)."""
-    from huggingface_hub import scan_cache_dir
+    """True when the hub's local cache holds a snapshot of `repo_id`'s default revision (so loading it needs no
+    network); False for an id the cache has never seen, or one that is not a valid hub id."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        return any(repo.repo_id == repo_id for repo in scan_cache_dir().repos)
-    except Exception:  # no cache folder yet
+        snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError, OSError):
         return False
+    return True

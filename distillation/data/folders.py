@@ -31,6 +31,7 @@ from distillation.data.errors import DataError
 from distillation.data.prepare import save_npz
 from distillation.data.render import time_limit
 from distillation.data.sketches import MAX_INK, MIN_INK, edge_lines, edge_sketch, ink_fraction
+from distillation.pids import pid_alive
 from pipelines.hed import HED, thin_edges
 from pipelines.hed import INSTALL_HINT as HED_INSTALL_HINT
 from pipelines.lines import aux_lines, usable_extractors
@@ -213,23 +214,13 @@ def _remove_stale(cache: Path, keep: Path, folder: str, settings: dict) -> None:
             continue
         if entry.name.startswith("."):
             pid = entry.name.rpartition(".partial-")[2]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
             continue
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             old = json.loads((entry / "manifest.json").read_text())
             if old["folder"] == folder and old["settings"] == settings:
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def prepare_folder(

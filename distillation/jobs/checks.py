@@ -13,7 +13,7 @@ import numpy as np
 from distillation.config import ConfigError, JobConfig, load_config
 from distillation.data import FOLDER_SUFFIXES, DataError, list_images
 from distillation.jobs.records import ROOT, JobError
-from pipelines.registry import hub_offline, is_local
+from pipelines.spec import hub_offline, in_hub_cache, is_local
 
 PRESETS_DIR = ROOT / "distillation" / "presets"
 FINETUNE_PRESET = PRESETS_DIR / "finetune_sketch_tiny.toml"
@@ -57,17 +57,6 @@ def _has_model_files(folder: Path) -> bool:
     return any((sub / "config.json").is_file() for sub in folder.iterdir() if sub.is_dir())
 
 
-def _in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        snapshot_download(repo_id, local_files_only=True)
-    except LocalEntryNotFoundError:
-        return False
-    return True
-
-
 def check_teacher(cfg: JobConfig) -> list[str]:
     """Refuse a teacher that cannot be loaded (a folder with no model, a malformed hub id, an uncached id offline);
     returns notices (a hub id that will be downloaded)."""
@@ -85,7 +74,7 @@ def check_teacher(cfg: JobConfig) -> list[str]:
                 raise JobError(f"{key}: {value} holds no model (no config.json in it or in a subfolder)")
         elif not HUB_ID_RE.fullmatch(value) or ".." in value:
             raise JobError(f"{key}: {value!r} is neither a folder (./x, /x, ~/x) nor a hub id (owner/name)")
-        elif not _in_hub_cache(value):
+        elif not in_hub_cache(value):
             if hub_offline():
                 raise JobError(f"{key}: {value} is not in the local cache and the hub is offline (HF_HUB_OFFLINE=1)")
             notices.append(f"{value} is not cached: the job downloads it first (needs the network)")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from distillation.run_folder import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_DIR = ROOT / "runs" / "jobs"
@@ -61,16 +62,6 @@ class Job:
 def toml_string(value: str) -> str:
     """A TOML basic string (an override value that stays a string whatever it looks like: 1e3, true, a path)."""
     return json.dumps(value)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it): a reader never sees half a record."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from typing import Any
 from distillation.config import JobConfig
 from distillation.jobs.checks import check_data, check_overrides, check_preset, check_teacher, load_preset
 from distillation.jobs.probe import PROBE_STEPS, Estimate, EstimateTimeout, probe_command, read_probe
-from distillation.jobs.process import process_alive, process_start
 from distillation.jobs.progress import Progress, checkpoint_step, failure_hint, last_event, log_tail, readable
 from distillation.jobs.records import (
     ACTIVE,
@@ -61,6 +60,7 @@ from distillation.jobs.records import (
     write_job,
 )
 from distillation.jobs.resources import MIN_FREE_DISK_GB, available_memory_gb, free_disk_bytes
+from distillation.pids import process_alive, process_start
 from distillation.trainer import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED
 from pipelines.registry import Registry
 

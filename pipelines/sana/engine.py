@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from pipelines import accelerate
-from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
+from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, check_control_image, check_decoder, image_key
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow
 from pipelines.resolution import notice as resolution_notice
 from pipelines.resolution import snap
@@ -185,11 +185,9 @@ class SanaSprintEngine:
 
     @decoder.setter
     def decoder(self, value: str) -> None:
-        if value not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {value!r}")
-        if value == "lite" and self.vae_lite is None:
-            raise ValueError(f"{self.name} has no DC-AE-Lite component")
-        self._decoder = value
+        self._decoder = check_decoder(
+            self.name, value, DECODERS, {} if self.vae_lite is not None else {"lite": "DC-AE-Lite"}
+        )
 
     @property
     def guidance(self) -> float:
@@ -271,8 +269,7 @@ class SanaSprintEngine:
         """The sketch (white strokes on black, HxWx3 uint8) resized to the resolution's bin, scaled to [-1, 1] and
         DC-AE-encoded x scaling_factor (SanaControlNetPipeline); cached by pixel content and bin, so an unchanged
         canvas is never re-encoded."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"control image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+        check_control_image(image)
         (h, w), _ = self.snap(resolution)
         key = image_key(image)
         clock = accelerate.StageClock(str(self.device))

@@ -26,7 +26,7 @@ from PIL import Image
 from transformers import CLIPTokenizer
 
 from pipelines import accelerate
-from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
+from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, check_control_image, check_decoder, image_key
 from pipelines.sd.config import DECODERS
 from pipelines.sd.load import load_components
 from pipelines.spec import ModelError, ModelSpec
@@ -171,11 +171,7 @@ class SDControlNetEngine:
 
     @decoder.setter
     def decoder(self, value: str) -> None:
-        if value not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {value!r}")
-        if value == "taesd" and self.taesd is None:
-            raise ValueError(f"{self.name} has no TAESD component")
-        self._decoder = value
+        self._decoder = check_decoder(self.name, value, DECODERS, {} if self.taesd is not None else {"taesd": "TAESD"})
 
     def optimize(self, *, channels_last: bool = True, compile: bool = True) -> None:
         """channels_last and/or torch.compile(dynamic=False) of the UNet, ControlNet and both decoders."""
@@ -231,8 +227,7 @@ class SDControlNetEngine:
     def encode_control(self, image: np.ndarray, resolution: tuple[int, int]) -> ControlCond:
         """The control image (white strokes on black, HxWx3 uint8) resized and scaled to [0, 1] exactly as the
         ControlNet pipelines prepare `image`; cached by pixel content and resolution."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"control image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+        check_control_image(image)
         start = time.perf_counter()
         h, w = int(resolution[0]), int(resolution[1])
         key = image_key(image)

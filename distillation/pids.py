@@ -1,4 +1,5 @@
-"""A job's training process, told apart from a later one given the same pid: its pid and its start time (/proc)."""
+"""Is a process alive: by pid alone, or by pid and start time (Linux /proc) so that a later process given the same pid
+(a job's training process, restarted machines) does not count."""
 
 from __future__ import annotations
 
@@ -26,4 +27,15 @@ def process_alive(pid: int | None, start: int | None) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """Is some process `pid` running (it may be one that reused the pid: process_alive tells them apart)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, owned by someone else
+        return True
     return True
