@@ -111,8 +111,36 @@ def socket_churn(port: int, count: int, seconds: float, results: dict, model: st
             results["last_failure"] = f"{type(error).__name__}: {error}"
 
 
-async def draw_until(page, deadline: float, index: int) -> None:
-    """Strokes across the canvas until `deadline` (monotonic seconds)."""
+# Strokes drawn by the page itself: the same pointer events the canvas handles, 12 moves 16 ms apart then pen-up and a
+# 100 ms pause, without a round trip to the benchmark per move (with 5 tabs that traffic, not the app, filled the CPU).
+PAGE_DRAWER = """async ([seconds, index]) => {
+  const canvas = document.querySelector('#ss-canvas');
+  const box = canvas.getBoundingClientRect();
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const fire = (type, x, y) => canvas.dispatchEvent(new PointerEvent(type, {
+    bubbles: true, cancelable: true, pointerId: 1, pointerType: 'mouse', isPrimary: true,
+    clientX: x, clientY: y, buttons: type === 'pointerup' ? 0 : 1, button: 0 }));
+  const end = performance.now() + seconds * 1000;
+  for (let k = 0; performance.now() < end; k++) {
+    const x0 = box.x + box.width * (0.1 + 0.07 * ((k + index) % 9));
+    const y0 = box.y + box.height * (0.1 + 0.05 * ((3 * k + index) % 15));
+    fire('pointerdown', x0, y0);
+    for (let s = 1; s < 13; s++) {
+      fire('pointermove', x0 + s * box.width * 0.03, y0 + s * box.height * 0.01 * (1 + k % 3));
+      await sleep(16);
+    }
+    fire('pointerup', x0 + 12 * box.width * 0.03, y0 + 12 * box.height * 0.01 * (1 + k % 3));
+    await sleep(100);
+  }
+}"""
+
+
+async def draw_until(page, deadline: float, index: int, mode: str = "page") -> None:
+    """Strokes across the canvas until `deadline` (monotonic seconds): pointer events fired by the page ("page") or
+    mouse input sent by the benchmark through the browser's devtools protocol ("cdp", one round trip per move)."""
+    if mode == "page":
+        await page.evaluate(PAGE_DRAWER, [max(0.0, deadline - time.monotonic()), index])
+        return
     box = await page.locator("#ss-canvas").bounding_box()
     k = 0
     while time.monotonic() < deadline:
@@ -177,16 +205,16 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         contexts = [await browser.new_context() for _ in range(args.tabs)]
         front = await open_tab(contexts[0], url, True)
-        await draw_until(front, time.monotonic() + 3, 0)  # the model is warm before the baseline starts
+        await draw_until(front, time.monotonic() + 3, 0, args.input)  # the model is warm before the baseline starts
         await settle([front])
         start = await rows(front)
-        await draw_until(front, time.monotonic() + args.baseline_s, 0)
+        await draw_until(front, time.monotonic() + args.baseline_s, 0, args.input)
         await settle([front])
         single_rows = await breakdown_since(front, start)
 
         pages = [front, *[await open_tab(c, url, False) for c in contexts[1:]]]
         deadline = time.monotonic() + args.warmup_s
-        await asyncio.gather(*(draw_until(page, deadline, i) for i, page in enumerate(pages)))
+        await asyncio.gather(*(draw_until(page, deadline, i, args.input) for i, page in enumerate(pages)))
         await settle(pages)
         rss_warm = resident_mb(pid)
 
@@ -203,7 +231,7 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
                 samples.append(round(resident_mb(pid), 1))
                 await asyncio.sleep(10)
 
-        await asyncio.gather(sample(), *(draw_until(page, deadline, i) for i, page in enumerate(pages)))
+        await asyncio.gather(sample(), *(draw_until(page, deadline, i, args.input) for i, page in enumerate(pages)))
         await asyncio.to_thread(thread.join)
         tabs = await settle(pages)
         soaked_rows = await breakdown_since(front, start)
@@ -222,6 +250,7 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
         "model": args.model or "default",
         "device": "cpu",
         "tabs": args.tabs,
+        "input": args.input,
         "minutes": args.minutes,
         "connections": args.connections,
         "rss_after_warmup_mb": round(rss_warm, 1),
@@ -249,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model name (default: the app's default)")
     parser.add_argument("--tabs", type=int, default=5)
+    parser.add_argument(
+        "--input",
+        choices=("page", "cdp"),
+        default="page",
+        help="how the tabs draw: pointer events fired in the page, or mouse input over the devtools protocol",
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--baseline-s", type=float, default=60.0)

@@ -197,7 +197,11 @@ function stroke(a, b) {
 }
 
 canvas.addEventListener("pointerdown", (ev) => {
-  canvas.setPointerCapture(ev.pointerId);
+  try {
+    canvas.setPointerCapture(ev.pointerId);  // strokes that leave the canvas keep drawing
+  } catch (error) {
+    // a pointer that is already gone (a pen lifted at once, a synthetic event): draw without capture
+  }
   clearTimeout(state.settleTimer);  // the stroke's pen-up frame goes to the history instead
   pushUndo();
   state.drawing = true;

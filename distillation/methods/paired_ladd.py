@@ -5,13 +5,17 @@ Each folder picture x0 comes with its own sketch and caption (the condition), so
 condition has a target: L_G = -mean D(x_hat0) + recon_weight * mean |x_hat0 - x0| / sigma_d (Isola et al. 2017,
 pix2pix, eq. 4: a GAN loss plus L1 to the paired target, weight 100 there for a conditional PatchGAN; here the
 teacher-feature heads of LADD (SD3-Turbo, Sauer et al. 2024) are the discriminator). The L1 term pulls colours and
-paper towards the folder's at once; the adversarial term keeps the pictures sharp where L1 alone blurs.
+paper towards the folder's at once; the adversarial term keeps the pictures sharp where L1 alone blurs. L1 averages
+texture away (paper grain, brush marks: noise no sketch predicts), so an optional texture term matches the spread of
+each band of a Laplacian pyramid, per colour channel, between the student's picture and its pair (a first-order
+version of Portilla & Simoncelli's texture statistics): the amount of grain at each scale, not where it falls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
@@ -27,6 +31,23 @@ def paired_l1(x_hat0: Tensor, x0: Tensor, *, pool: int = 1) -> Tensor:
     if pool > 1:
         diff = nnf.avg_pool2d(diff, pool)
     return mean_flat(diff.abs()).mean()
+
+
+def band_stds(x: Tensor, levels: int) -> Tensor:
+    """(b, levels, c): the standard deviation over the picture of each Laplacian-pyramid band of images x (b, c, h, w),
+    finest first (band = picture - its 2x average-pooled copy upsampled; the pooled copy is the next level)."""
+    stds = []
+    for _ in range(levels):
+        low = nnf.avg_pool2d(x, 2)
+        band = x - nnf.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        stds.append(band.flatten(2).std(-1))
+        x = low
+    return torch.stack(stds, 1)
+
+
+def texture_l1(x_hat0: Tensor, x0: Tensor, *, levels: int = 3) -> Tensor:
+    """Mean |band_stds(x_hat0) - band_stds(x0)|: how far the grain at each scale is from the pair's."""
+    return (band_stds(x_hat0, levels) - band_stds(x0, levels)).abs().mean()
 
 
 class PairedLADD(LADD):
@@ -50,6 +71,8 @@ class PairedLADD(LADD):
         p_std_d: float = 1.0,
         max_time_prob: float = 0.75,
         recon_pool: int = 1,
+        texture_weight: float = 0.0,
+        texture_levels: int = 3,
         head_hidden: int = 64,
         head_kernel_size: int = 9,
     ):
@@ -70,6 +93,7 @@ class PairedLADD(LADD):
         # L1 between the pictures average-pooled by this factor: colours and layout from the pair, the texture below
         # that scale (paper grain, brush marks) left to the adversarial term; 1 = per pixel (pix2pix)
         self.recon_pool = recon_pool
+        self.texture_weight, self.texture_levels = texture_weight, texture_levels  # band-spread matching (0 = off)
         # max_time_prob: share of student passes from pure noise (t = pi/2), the 1-step sampling the app uses
 
     def loss(self, role: str, batch: dict, step: int) -> dict[str, Tensor]:
@@ -79,4 +103,9 @@ class PairedLADD(LADD):
         adv = -self.discriminate(x_hat0, batch.get("cond")).mean()
         recon = paired_l1(x_hat0, batch["x0"], pool=self.recon_pool) / self.sigma_d
         loss = self.adv_weight * adv + self.recon_weight * recon
-        return {"loss": loss, "adv_loss": adv.detach(), "recon_loss": recon.detach(), "x_std": x_hat0.std().detach()}
+        logs = {"adv_loss": adv.detach(), "recon_loss": recon.detach(), "x_std": x_hat0.std().detach()}
+        if self.texture_weight:
+            texture = texture_l1(x_hat0, batch["x0"], levels=self.texture_levels) / self.sigma_d
+            loss = loss + self.texture_weight * texture
+            logs["texture_loss"] = texture.detach()
+        return {"loss": loss, **logs}
