@@ -1,7 +1,9 @@
-"""Copy benchmark JSON (bench/results/*.json, one object per file) into README tables between markers.
+"""Copy benchmark JSON (bench/results/*.json, one object per file; *.jsonl, one per line) into README and
+BENCHMARKS.md tables and sentences between markers, so every measured number in them comes from a committed file.
 
 python -m bench.e2e --json | tail -1 > bench/results/e2e_cpu.json
-python -m bench.report            # rewrites the <!-- bench:NAME:begin/end --> blocks in README.md
+python -m bench.report            # rewrites the <!-- bench:NAME:begin/end --> blocks in README.md and BENCHMARKS.md
+python -m bench.report --check    # exit 1 (and name the files) when a block is not what the JSON gives
 """
 
 from __future__ import annotations
@@ -207,6 +209,192 @@ def models_table() -> str:
     return table(rows, columns)
 
 
+def load_lines(name: str) -> list[dict]:
+    """Every line of bench/results/NAME (JSON Lines), each with `_file` = NAME:line."""
+    path = RESULTS / name
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [{**json.loads(line), "_file": f"{name}:{i}"} for i, line in enumerate(lines, 1)]
+
+
+def one(prefix: str) -> dict | None:
+    """The report of bench/results/PREFIX.json, or None."""
+    rows = [r for r in load(prefix) if r["_file"] == f"{prefix}.json"]
+    return rows[0] if rows else None
+
+
+def pass_fail(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+def quality_checks(r: dict) -> str:
+    """The three quality checks of a bench.quality report, with the numbers they compare."""
+    fd, f1, checks = r["fd_effnet"], r["edge_f1"], r["checks"]
+    t_max = next(k.split("_")[-1] for k in checks if k.startswith("fd_student1_le_1.3x_"))
+    s1, tm, t1, real = fd["student@1"], fd[t_max], fd["teacher@1"], fd["real images"]
+    return "\n".join(
+        [
+            f"From `{r['_file']}` ({r['model']}, n = {r['n']} held-out pairs):",
+            "",
+            f"- FD(student@1) {s1:.1f} <= 1.3 x FD({t_max}) {tm:.1f} = {1.3 * tm:.1f}: "
+            + pass_fail(checks[f"fd_student1_le_1.3x_{t_max}"]),
+            f"- edge F1(student@1) {f1['student@1']:.3f} >= 0.9 x edge F1({t_max}) {f1[t_max]:.3f} = "
+            f"{0.9 * f1[t_max]:.3f}: " + pass_fail(checks[f"edge_f1_student1_ge_0.9x_{t_max}"]),
+            f"- FD(student@1) {s1:.1f} <= 0.5 x FD(teacher@1) {t1:.1f} = {0.5 * t1:.1f}: "
+            + pass_fail(checks["fd_student1_le_0.5x_teacher@1"])
+            + f" (that bound is {0.5 * t1 - real:.1f} above real images against real images, FD {real:.1f}, "
+            f"and {tm - 0.5 * t1:.1f} below the teacher at {t_max.split('@')[1]} steps)",
+        ]
+    )
+
+
+def latency_summary(r: dict) -> str:
+    """One sentence from a bench.latency report with a teacher comparison."""
+    text = (
+        f"`{r['_file']}`: {r['model']} at {r['resolution']} px, {r['steps']} step, p50 {r['p50_ms']:.1f} ms "
+        f"(p95 {r['p95_ms']:.1f} ms) on {r['threads']} threads of a {r['device_name']} CPU"
+    )
+    if "teacher" in r:
+        teacher = r["teacher"]
+        text += (
+            f"; its teacher at {teacher['steps']} steps p50 {teacher['p50_ms']:.1f} ms, "
+            f"{r['teacher_over_student_p50']:.1f}x slower"
+        )
+    return text + "."
+
+
+def e2e_summary(rows: list[dict]) -> str:
+    """Where the end-to-end time above the engine goes, per bench.e2e report."""
+    parts = []
+    for r in rows:
+        b = r["breakdown_p50_ms"]
+        where = "engine in its own process" if r.get("engine_process") else "engine in the app's process"
+        parts.append(
+            f"`{r['_file']}` ({where}): overhead above the engine p50 {r['overhead_p50_ms']:.1f} ms, "
+            f"of it upload and reply {b['upload_and_reply']:.1f} ms, waiting for the scripted mouse's next send "
+            f"{b['wait_for_send']:.1f} ms and decode+paint {b['decode_and_paint']:.1f} ms"
+        )
+    return "; ".join(parts) + "."
+
+
+def soak_summary(rows: list[dict]) -> str:
+    """The foreground tab against one tab alone, per bench.soak report (p50 of each stage)."""
+    parts = []
+    for r in rows:
+        fg, alone = r["stages_foreground_p50_ms"], r["stages_single_p50_ms"]
+        text = (
+            f"`{r['_file']}`: the foreground tab's queue wait p50 {fg['queue']:.1f} ms, its engine "
+            f"{fg['engine']:.1f} ms (one tab alone: {alone['engine']:.1f} ms), its round trip "
+            f"{fg['round_trip']:.1f} ms (alone: {alone['round_trip']:.1f} ms)"
+        )
+        if "server_total" in fg and "server_total" in alone:
+            text += f", {fg['server_total']:.1f} ms of it in the server (alone: {alone['server_total']:.1f} ms)"
+        parts.append(text)
+    return "; ".join(parts) + "."
+
+
+def finetune_table(r: dict) -> str:
+    """The bench.finetune report as the base / fine-tuned / reference table."""
+    fd, f1 = r["fd_effnet_to_style"], r["edge_f1"]
+    rows = [
+        {"student": "base `" + r["model"] + "`", "fd": fd["base"], "f1": f1["base"], "steps": "-", "minutes": "-"},
+        {
+            "student": f"fine-tuned (default recipe, {r['budget_minutes']:g}-minute budget)",
+            "fd": fd["fine-tuned"],
+            "f1": f1["fine-tuned"],
+            "steps": f"{r['trained_steps']} of {r['planned_steps']} planned",
+            "minutes": f"{r['minutes']:.2f}",
+        },
+    ]
+    rows += [
+        {"student": key, "fd": value, "f1": "", "steps": "", "minutes": ""}
+        for key, value in fd.items()
+        if key not in ("base", "fine-tuned")
+    ]
+    columns = [
+        ("student", "student"),
+        (f"FD-EffNetLite0 to the style folder (n = {r['n_style']} vs {r['n_heldout']})", "fd"),
+        (f"edge F1 vs sketch ({r['edge_method'].upper()})", "f1"),
+        ("steps", "steps"),
+        ("job minutes", "minutes"),
+    ]
+    return f"From `{r['_file']}`:\n\n" + table(rows, columns)
+
+
+def finetune_variants_table(rows: list[dict]) -> str:
+    """One row per recipe variant of bench.finetune (a JSON Lines file)."""
+    rows = [
+        {
+            **r,
+            "overrides": r["recipe"].split(")", 1)[1].strip() or "(default recipe)",
+            "fd_tuned": r["fd_effnet_to_style"]["fine-tuned"],
+            "f1_tuned": r["edge_f1"]["fine-tuned"],
+            "drop": f"{100 * r['fd_drop']:.1f} %",
+            "load": f"{r['load_average_before'][0]:.2f}",
+            "minutes": f"{r['minutes']:.2f}",
+        }
+        for r in rows
+    ]
+    columns = [
+        ("file:line", "_file"),
+        ("`--set` overrides", "overrides"),
+        ("load average before", "load"),
+        ("planned steps", "planned_steps"),
+        ("trained steps", "trained_steps"),
+        ("job minutes", "minutes"),
+        ("FD-EffNetLite0 to the style folder", "fd_tuned"),
+        ("FD drop", "drop"),
+        ("edge F1 vs sketch", "f1_tuned"),
+    ]
+    return table(rows, columns)
+
+
+def toy_summary(records: list[dict]) -> str:
+    """Pass counts and extremes of the 2-D proof (bench/results/toy.jsonl)."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    teachers = sorted({r["teacher"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    per_method = ", ".join(
+        f"{m} {sum(r['pass'] for r in records if r['method'] == m)}/{sum(r['method'] == m for r in records)}"
+        for m in methods
+    )
+    lowest = min(round(r["precision"], 3) for r in records)
+    who = " and ".join(
+        f"{r['method']}, {r['teacher']} seed {r['seed']}" for r in records if round(r["precision"], 3) == lowest
+    )
+    beat = sum(r["ed_student"] <= r[f"ed_teacher_{r['baseline_steps']}"] for r in records)
+    modes = sum(r["modes_covered"] == 8 for r in records)
+    seconds = [r["seconds"] for r in records]
+    return (
+        f"From `bench/results/toy.jsonl`: {sum(r['pass'] for r in records)} of {len(records)} runs pass "
+        f"({len(methods)} methods x {len(teachers)} teachers x {len(seeds)} seeds; {per_method}). "
+        f"{beat} of {len(records)} students beat the 4-step (LCM: 8-step) teacher on ED² and {modes} cover all "
+        f"8 modes; the lowest student precision is {lowest:.3f} ({who}). The longest run took {max(seconds):.1f} s; "
+        f"the runs' wall seconds add up to {sum(seconds) / 60:.1f} minutes."
+    )
+
+
+def summaries() -> dict[str, str]:
+    """The generated sentences and small tables, by block name (absent when their JSON is)."""
+    blocks = {}
+    if quality := one("quality_sketch_tiny"):
+        blocks["bench:quality_checks"] = quality_checks(quality)
+    if latency := one("latency_sketch_tiny_cpu"):
+        blocks["bench:latency_summary"] = latency_summary(latency)
+    if rows := load("e2e"):
+        blocks["bench:e2e_summary"] = e2e_summary(rows)
+    if rows := [r for r in load("soak") if "stages_foreground_p50_ms" in r]:
+        blocks["bench:soak_summary"] = soak_summary(rows)
+    if finetune := one("finetune_cpu"):
+        blocks["bench:finetune"] = finetune_table(finetune)
+    if rows := load_lines("finetune_variants.jsonl"):
+        blocks["bench:finetune_variants"] = finetune_variants_table(rows)
+    if records := load_lines("toy.jsonl"):
+        blocks["bench:toy_summary"] = toy_summary(records)
+    return blocks
+
+
 def replace_block(readme: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in readme or end not in readme:
@@ -216,7 +404,9 @@ def replace_block(readme: str, name: str, body: str) -> str:
 
 
 def render(readme: str) -> str:
-    readme = replace_block(readme, "models", models_table())
+    """README.md or BENCHMARKS.md with every block it holds rebuilt (blocks it lacks are left out)."""
+    if "<!-- models:begin -->" in readme:
+        readme = replace_block(readme, "models", models_table())
     for name, columns in TABLES.items():
         rows = load(name)
         body = table(rows, columns) if rows else "_no results yet: run the command above_"
@@ -226,14 +416,33 @@ def render(readme: str) -> str:
     readme = replace_block(readme, "bench:quality", body)
     rows = freehand_rows(load("freehand"))
     body = table(rows, FREEHAND_COLUMNS) if rows else "_no results yet: run the command above_"
-    return replace_block(readme, "bench:freehand", body)
+    readme = replace_block(readme, "bench:freehand", body)
+    for name, body in summaries().items():
+        readme = replace_block(readme, name, body)
+    return readme
+
+
+DOCS = (ROOT / "README.md", ROOT / "BENCHMARKS.md")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument(
+        "--readme", type=Path, action="append", help="a file to rewrite (default: README.md and BENCHMARKS.md)"
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file's blocks are stale")
     args = parser.parse_args(argv)
-    args.readme.write_text(render(args.readme.read_text()))
+    stale = []
+    for path in args.readme or DOCS:
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("stale blocks (run python -m bench.report):", ", ".join(str(p) for p in stale))
+        return 1
     return 0
 
 

@@ -1,6 +1,22 @@
-"""bench.report: README blocks rebuilt from bench JSON (quality rows per sampler@steps, markers kept)."""
+"""bench.report: README blocks rebuilt from bench JSON (quality rows per sampler@steps, markers kept); the committed
+README.md and BENCHMARKS.md are exactly what the committed bench/results give."""
 
-from bench.report import FREEHAND_COLUMNS, QUALITY_COLUMNS, freehand_rows, quality_rows, replace_block, table
+import json
+
+import pytest
+
+from bench import report
+from bench.report import (
+    FREEHAND_COLUMNS,
+    QUALITY_COLUMNS,
+    finetune_variants_table,
+    freehand_rows,
+    quality_checks,
+    quality_rows,
+    replace_block,
+    table,
+    toy_summary,
+)
 
 
 def test_quality_rows_list_every_sampler_and_the_real_image_reference():
@@ -48,3 +64,76 @@ def test_freehand_rows_list_every_model_at_every_step_count_with_chance():
     assert "| freehand_x.json | s@1 | 128 | 8 | 0.250 | 0.250 | 0.000 | 0.990 | 0.500 | n/a |" in table(
         rows, FREEHAND_COLUMNS
     )
+
+
+@pytest.mark.parametrize("path", report.DOCS, ids=lambda p: p.name)
+def test_committed_docs_regenerate_identically_from_the_committed_json(path):
+    text = path.read_text()
+    assert report.render(text) == text, f"run `python -m bench.report`: {path.name} is not what bench/results gives"
+
+
+def test_the_generated_sentences_have_their_blocks_in_the_docs():
+    docs = "".join(path.read_text() for path in report.DOCS)
+    for name in report.summaries():
+        assert f"<!-- {name}:begin -->" in docs, name
+
+
+def test_quality_checks_name_each_bound_and_its_verdict():
+    report_ = {
+        "_file": "q.json",
+        "model": "m",
+        "n": 4,
+        "fd_effnet": {"teacher@1": 100.0, "teacher@8": 50.0, "student@1": 60.0, "real images": 40.0},
+        "edge_f1": {"teacher@8": 0.5, "student@1": 0.5},
+        "checks": {
+            "fd_student1_le_1.3x_teacher@8": True,
+            "fd_student1_le_0.5x_teacher@1": False,
+            "edge_f1_student1_ge_0.9x_teacher@8": True,
+        },
+    }
+    text = quality_checks(report_)
+    assert "FD(student@1) 60.0 <= 1.3 x FD(teacher@8) 50.0 = 65.0: pass" in text
+    assert "edge F1(student@1) 0.500 >= 0.9 x edge F1(teacher@8) 0.500 = 0.450: pass" in text
+    assert "0.5 x FD(teacher@1) 100.0 = 50.0: fail (that bound is 10.0 above" in text
+
+
+def test_toy_summary_counts_passes_and_names_every_run_at_the_lowest_precision():
+    def run(method, seed, precision, ok=True):
+        return {
+            "method": method,
+            "teacher": "gmm",
+            "seed": seed,
+            "pass": ok,
+            "precision": precision,
+            "baseline_steps": 4,
+            "ed_student": 0.001,
+            "ed_teacher_4": 0.01,
+            "modes_covered": 8,
+            "seconds": 60.0,
+        }
+
+    text = toy_summary([run("a", 0, 0.95), run("a", 1, 0.91), run("b", 0, 0.9104, ok=False)])
+    assert "2 of 3 runs pass (2 methods x 1 teachers x 2 seeds; a 2/2, b 0/1)" in text
+    assert "0.910 (a, gmm seed 1 and b, gmm seed 0)" in text
+    assert "add up to 3.0 minutes" in text
+
+
+def test_finetune_variants_rows_come_from_each_line_in_order(tmp_path, monkeypatch):
+    base = {"recipe": "p.toml (paired LADD from m)", "fd_effnet_to_style": {"fine-tuned": 200.0}, "fd_drop": 0.1}
+    base |= {"edge_f1": {"fine-tuned": 0.7}, "load_average_before": [1.0], "minutes": 9.5}
+    base |= {"planned_steps": 10, "trained_steps": 8}
+    lines = [base, {**base, "recipe": base["recipe"] + " --method.x=3", "fd_drop": -0.2}]
+    (tmp_path / "v.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    markdown = finetune_variants_table(report.load_lines("v.jsonl"))
+    assert "| v.jsonl:1 | (default recipe) | 1.00 | 10 | 8 | 9.50 | 200.0 | 10.0 % | 0.700 |" in markdown
+    assert "| v.jsonl:2 | --method.x=3 |" in markdown and "-20.0 %" in markdown
+
+
+def test_check_mode_reports_a_stale_block_and_writes_nothing(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- bench:toy_summary:begin -->\nold\n<!-- bench:toy_summary:end -->\n")
+    assert report.main(["--readme", str(doc), "--check"]) == 1
+    assert "old" in doc.read_text()
+    assert report.main(["--readme", str(doc)]) == 0
+    assert report.main(["--readme", str(doc), "--check"]) == 0
