@@ -7,8 +7,9 @@ pix2pix, eq. 4: a GAN loss plus L1 to the paired target, weight 100 there for a 
 teacher-feature heads of LADD (SD3-Turbo, Sauer et al. 2024) are the discriminator). The L1 term pulls colours and
 paper towards the folder's at once; the adversarial term keeps the pictures sharp where L1 alone blurs. L1 averages
 texture away (paper grain, brush marks: noise no sketch predicts), so an optional texture term matches the spread of
-each band of a Laplacian pyramid, per colour channel, between the student's picture and its pair (a first-order
-version of Portilla & Simoncelli's texture statistics): the amount of grain at each scale, not where it falls.
+each band of a Laplacian pyramid, per colour channel, between the student's picture and its pair (a first-order,
+outline-robust version of Portilla & Simoncelli's texture statistics): the amount of grain at each scale, not where
+it falls.
 """
 
 from __future__ import annotations
@@ -33,21 +34,24 @@ def paired_l1(x_hat0: Tensor, x0: Tensor, *, pool: int = 1) -> Tensor:
     return mean_flat(diff.abs()).mean()
 
 
-def band_stds(x: Tensor, levels: int) -> Tensor:
-    """(b, levels, c): the standard deviation over the picture of each Laplacian-pyramid band of images x (b, c, h, w),
-    finest first (band = picture - its 2x average-pooled copy upsampled; the pooled copy is the next level)."""
-    stds = []
+def band_spreads(x: Tensor, levels: int, *, cap: float = 0.9) -> Tensor:
+    """(b, levels, c): how much each Laplacian-pyramid band of images x (b, c, h, w) varies, finest first (band =
+    picture - its 2x average-pooled copy upsampled; the pooled copy is the next level). The spread is the mean |band|
+    with values above its `cap` quantile clipped there, so that outlines (a few large values) do not hide the grain of
+    the paper (many small ones); every pixel under the cap gets a gradient, unlike a median."""
+    spreads = []
     for _ in range(levels):
         low = nnf.avg_pool2d(x, 2)
-        band = x - nnf.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        stds.append(band.flatten(2).std(-1))
+        band = (x - nnf.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)).abs().flatten(2)
+        top = torch.quantile(band.detach().float(), cap, dim=-1, keepdim=True).to(band.dtype)
+        spreads.append(torch.minimum(band, top).mean(-1))
         x = low
-    return torch.stack(stds, 1)
+    return torch.stack(spreads, 1)
 
 
 def texture_l1(x_hat0: Tensor, x0: Tensor, *, levels: int = 3) -> Tensor:
-    """Mean |band_stds(x_hat0) - band_stds(x0)|: how far the grain at each scale is from the pair's."""
-    return (band_stds(x_hat0, levels) - band_stds(x0, levels)).abs().mean()
+    """Mean |band_spreads(x_hat0) - band_spreads(x0)|: how far the grain at each scale is from the pair's."""
+    return (band_spreads(x_hat0, levels) - band_spreads(x0, levels)).abs().mean()
 
 
 class PairedLADD(LADD):

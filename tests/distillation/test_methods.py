@@ -280,3 +280,23 @@ def test_disc_heads_read_conv_maps_as_raster_order_tokens():
     tokens = maps.flatten(2).transpose(1, 2)  # (b, h*w, c)
     assert heads([maps]).shape == (2, 12)
     torch.testing.assert_close(heads([maps]), heads([tokens]))
+
+
+def test_texture_term_measures_grain_not_outlines_and_not_where_the_grain_falls():
+    from distillation.methods.paired_ladd import band_spreads, texture_l1
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((2, 3, 64, 64), 0.8)
+    outlined = flat.clone()
+    outlined[:, :, 20, 8:56] = -1.0  # one dark line: a few large band values
+    grain = 0.1 * torch.randn(2, 3, 64, 64, generator=g)
+    other_grain = 0.1 * torch.randn(2, 3, 64, 64, generator=g)
+    assert band_spreads(flat, 3).abs().max() < 1e-6
+    assert band_spreads(outlined, 3)[:, 0].max() < 0.01 < band_spreads(flat + grain, 3)[:, 0].min()
+    # the same amount of grain elsewhere costs almost nothing; grain against a smooth picture costs a lot
+    same = texture_l1(outlined + other_grain, outlined + grain).item()
+    smooth = texture_l1(outlined, outlined + grain).item()
+    assert same < 0.1 * smooth
+    x = (outlined + 1e-3 * torch.randn(2, 3, 64, 64, generator=g)).requires_grad_(True)  # nearly smooth
+    texture_l1(x, outlined + grain).backward()
+    assert (x.grad != 0).float().mean() > 0.5  # most pixels learn, not one per channel as with a median
