@@ -14,6 +14,11 @@ import numpy as np
 from PIL import Image
 
 MAX_REMEMBERED = 256  # sessions the worker keeps a last frame and a shown version for (least recent go first)
+# While the person draws in one tab (a foreground request within FOREGROUND_HOLD_S), other tabs' requests wait for the
+# device, each at most BACKGROUND_MAX_WAIT_S: the drawing tab's frames never queue behind theirs, and every tab still
+# gets a frame at least once a second.
+FOREGROUND_HOLD_S = 0.5
+BACKGROUND_MAX_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -197,16 +202,19 @@ class LatestWinsWorker:
     (the older is answered `stale`), an unchanged request is answered from the last frame without recomputing,
     and a frame older than the session's displayed one is dropped. Sessions are served first-come first-served,
     foreground requests (the tab the person draws in) first, so every tab gets its latest frame, the drawing tab
-    waits for at most the frame in progress, and the device runs one generation at a time."""
+    waits for at most the frame in progress, and the device runs one generation at a time. While a foreground tab
+    is drawing, background requests are held (FOREGROUND_HOLD_S, at most BACKGROUND_MAX_WAIT_S each)."""
 
     def __init__(self, render: Callable[[Request], GenResult], name: str = "engine-worker"):
         self._render = render
         self._cond = threading.Condition()
         self._pending: dict[str, Ticket] = {}
         self._order: deque[str] = deque()
+        self._queued_at: dict[str, float] = {}  # when each queued session's slot was first filled (perf_counter)
         self._last: OrderedDict[str, tuple[tuple, Frame]] = OrderedDict()
         self._shown: OrderedDict[str, int] = OrderedDict()
         self._closed = False
+        self._foreground_at = -float("inf")  # perf_counter of the latest foreground request
         self.generations = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -233,7 +241,10 @@ class LatestWinsWorker:
                 older._resolve(Frame(older.request.version, "stale", message="replaced by a newer request"))
             else:
                 self._order.append(request.session)
+                self._queued_at[request.session] = ticket.submitted
             self._pending[request.session] = ticket
+            if request.foreground:
+                self._foreground_at = ticket.submitted
             self._cond.notify()
         return ticket
 
@@ -260,12 +271,23 @@ class LatestWinsWorker:
 
     def _next(self) -> Ticket | None:
         with self._cond:
-            while not self._order and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                return None
-            session = next((s for s in self._order if self._pending[s].request.foreground), self._order[0])
+            while True:
+                while not self._order and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return None
+                session = next((s for s in self._order if self._pending[s].request.foreground), None)
+                if session is not None:
+                    break
+                session = self._order[0]
+                queued = self._queued_at[session]  # kept when a newer request replaces a held one
+                held = min(self._foreground_at + FOREGROUND_HOLD_S, queued + BACKGROUND_MAX_WAIT_S)
+                wait = held - time.perf_counter()
+                if wait <= 0:
+                    break
+                self._cond.wait(wait)  # a foreground request, a newer request or close wakes it early
             self._order.remove(session)
+            del self._queued_at[session]
             return self._pending.pop(session)
 
     def _loop(self) -> None:

@@ -157,6 +157,32 @@ def test_the_foreground_tab_is_served_before_queued_background_tabs():
     assert order[:2] == ["bg0", "fg"] and sorted(order[2:]) == ["bg1", "bg2", "bg3"]
 
 
+def test_background_tabs_wait_while_the_foreground_tab_draws_but_never_longer_than_the_cap(monkeypatch):
+    from dataclasses import replace
+
+    import pipelines.engine as engine
+
+    monkeypatch.setattr(engine, "FOREGROUND_HOLD_S", 0.3)
+    monkeypatch.setattr(engine, "BACKGROUND_MAX_WAIT_S", 0.6)
+    run = SlowRun(delay=0.0)
+    worker = LatestWinsWorker(run)
+    alone = time.perf_counter()
+    assert worker.submit(request(1, session="bg")).wait(5).status == "ok"
+    assert time.perf_counter() - alone < 0.2  # nobody draws in the foreground: served at once
+    worker.submit(replace(request(1, session="fg"), foreground=True)).wait(5)
+    start = time.perf_counter()
+    held = worker.submit(request(2, session="bg"))
+    strokes, answered = [], None
+    for version in range(2, 22):  # the foreground tab keeps drawing for 1 s
+        strokes.append(worker.submit(replace(request(version, session="fg"), foreground=True)))
+        time.sleep(0.05)
+        if answered is None and held.done():
+            answered = time.perf_counter() - start
+    assert held.wait(5).status == "ok" and all(t.wait(5).status in ("ok", "stale") for t in strokes)
+    assert answered is not None and 0.55 < answered < 0.8  # held while the foreground drew, freed by the 0.6 s cap
+    worker.close()
+
+
 def test_forgotten_sessions_leave_nothing_behind_and_memory_is_bounded(monkeypatch):
     import pipelines.engine as engine
 
