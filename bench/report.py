@@ -73,6 +73,7 @@ TABLES = {
         ("file", "_file"),
         ("model", "model"),
         ("tabs", "tabs"),
+        ("tabs draw by", "input"),
         ("minutes", "minutes"),
         ("sockets", "connections"),
         ("MB after warm-up", "rss_after_warmup_mb"),
