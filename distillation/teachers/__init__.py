@@ -2,7 +2,7 @@
 
 Families: "sana" (teachers/sana.py: the Sana engine's transformer + control branch flow), "unet" (teachers/unet.py:
 SD-style diffusers UNet2DConditionModel, epsilon or v prediction, optionally with a ControlNetModel), "sketch_tiny"
-(teachers/sketch_tiny.py: the project's small pixel-space model, pipelines/tiny.py) and any nn.Module factory given to
+(teachers/sketch_tiny.py: the project's small pixel-space model, pipelines/tiny/) and any nn.Module factory given to
 `register_teacher` (teachers/registered.py). Every family is a flow or VP velocity model turned into TrigFlow form
 without retraining (SanaMSCM; VP with alpha = cos t, sigma = sin t is TrigFlow on unit-scale data), so one Method code
 path serves all of them; each returns the same record (teachers/base.py: Teacher).

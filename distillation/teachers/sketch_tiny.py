@@ -1,4 +1,4 @@
-"""The "sketch_tiny" teacher family: the project's small pixel-space model (pipelines/tiny.py), registered like any
+"""The "sketch_tiny" teacher family: the project's small pixel-space model (pipelines/tiny/), registered like any
 module factory; its students and teachers are the tiny backend's models."""
 
 from __future__ import annotations

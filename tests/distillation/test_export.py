@@ -66,7 +66,7 @@ def test_merged_lora_student_equals_the_adapter_and_round_trips_through_diffuser
 
 
 def test_tiny_pixel_student_is_listed_and_loads_as_an_engine(tmp_path):
-    """The project's small model (pipelines/tiny.py) as teacher: its student is a backend the registry loads."""
+    """The project's small model (pipelines/tiny/) as teacher: its student is a backend the registry loads."""
     overrides = [
         "--teacher.kind=sketch_tiny",
         "--teacher.controlnet=false",
