@@ -137,3 +137,16 @@ def test_check_mode_reports_a_stale_block_and_writes_nothing(tmp_path):
     assert "old" in doc.read_text()
     assert report.main(["--readme", str(doc)]) == 0
     assert report.main(["--readme", str(doc), "--check"]) == 0
+
+
+def test_e2e_pair_summary_means_each_commit_and_the_difference():
+    from bench.report import e2e_pair_summary
+
+    rows = [
+        {"commit": "aaa", "overhead_p50_ms": 30.0},
+        {"commit": "bbb", "overhead_p50_ms": 32.0},
+        {"commit": "bbb", "overhead_p50_ms": 34.0},
+        {"commit": "aaa", "overhead_p50_ms": 40.0},
+    ]
+    text = e2e_pair_summary(rows)
+    assert "order aaa bbb bbb aaa" in text and "aaa 35.0 ms and bbb 33.0 ms (difference -2.0 ms)" in text
