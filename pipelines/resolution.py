@@ -36,4 +36,4 @@ def notice(requested: tuple[int, int], used: tuple[int, int]) -> str:
         return ""
     (rh, rw), (uh, uw) = requested, used
     asked = str(rh) if rh == rw else f"{rh}x{rw}"
-    return f"resolution {asked} -> {uh}x{uw}" if (uh != uw or rh != rw) else f"resolution {asked} -> {uh}"
+    return f"resolution {asked} -> " + (str(uh) if rh == rw and uh == uw else f"{uh}x{uw}")
