@@ -39,7 +39,7 @@ const tabId = (() => {
 const state = {
   tool: "brush", color: "#000000", size: 6, drawing: false, last: null,
   editVersion: 0, sentVersion: -1, paramsVersion: 0, sentParamsVersion: -1,
-  seq: 0, shownSeq: 0, inFlight: 0, lastSend: 0, lastEditTime: 0, settleTimer: 0, paramsPushes: 0,
+  seq: 0, shownSeq: 0, inFlight: 0, deferred: null, lastSend: 0, lastEditTime: 0, settleTimer: 0, paramsPushes: 0,
   params: { prompt: "", seed: 0, lock: true, refine: false, steps: 1, strength: 1.0, resolution: 512, model: "" },
   undo: [], redo: [],
 };
@@ -225,7 +225,7 @@ function penUp() {
   state.drawing = false;
   if (!state.params.lock) newSeed();
   save();
-  send(true);
+  send(true, true, true);  // forced: the stroke goes to the history even when its last mid-stroke frame showed it all
 }
 
 function newSeed() {
@@ -317,6 +317,12 @@ async function send(final, history = final, force = false) {
   // strip; force: send although nothing changed (a settled settings change going to the history).
   const changed = state.editVersion !== state.sentVersion || state.paramsVersion !== state.sentParamsVersion;
   if ((!changed && !force) || !state.params.model) return;
+  if (state.inFlight > 0 && final && !foreground()) {
+    // A tab the person is not drawing in keeps one request in flight: its latest pen-up goes when the reply comes
+    // (the server would answer the older one "stale" anyway, after both were encoded, sent and decoded).
+    state.deferred = { history: history || (state.deferred !== null && state.deferred.history), force };
+    return;
+  }
   if (!final && state.inFlight > 0) return;
   state.seq += 1;
   const seq = state.seq;
@@ -347,6 +353,11 @@ async function send(final, history = final, force = false) {
     if (!released) state.inFlight -= 1;
   }
   if (state.drawing && state.editVersion !== state.sentVersion && foreground()) send(false);  // catch up at once
+  if (state.deferred !== null && state.inFlight === 0) {
+    const deferred = state.deferred;
+    state.deferred = null;
+    send(true, deferred.history, deferred.force);
+  }
   const t2 = performance.now();
   if (res.status === "timeout") { if (seq > state.shownSeq) showTimeout(seq); return; }
   if (res.status === "stale" || seq < state.shownSeq) { stats.stale += 1; return; }

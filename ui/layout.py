@@ -131,8 +131,9 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
                     preview = gr.Image(label="Lines preview", type="numpy", interactive=False)
                 use_sketch = gr.Button("Use as sketch")
             history = gr.Gallery(
-                value=sessions.history.entries(),
+                value=sessions.history.entries,  # read at each page load
                 label="History (click to restore prompt and seed)",
+                elem_id="ss-history",
                 columns=8,
                 height=200,
             )
@@ -201,14 +202,15 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
             lambda name: registry.get(name).resolution if name in registry.specs() else gr.skip(), model, resolution
         )
         history.select(restore, None, [prompt, seed, steps, strength, model])
-        shown = {"entries": sessions.history.entries()}
+        shown_history = gr.State(None)  # per browser tab: the entries its gallery shows
 
-        def refresh_history():
+        def refresh_history(shown):
+            """Every 3 s: the gallery, only when this tab's differs from the folder (each send costs the server a
+            check of every file)."""
             entries = sessions.history.entries()
-            if entries == shown["entries"]:
-                return gr.skip()
-            shown["entries"] = entries
-            return entries
+            if entries == shown:
+                return gr.skip(), shown
+            return entries, entries
 
-        gr.Timer(3.0).tick(refresh_history, None, history, show_progress="hidden")
+        gr.Timer(3.0).tick(refresh_history, shown_history, [history, shown_history], show_progress="hidden")
     return demo

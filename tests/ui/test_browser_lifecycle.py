@@ -168,3 +168,52 @@ def test_the_resolution_control_shows_the_models_own_resolution(app_url, chromiu
     native = sessions.host.registry.get(sessions.default_model).resolution
     assert page.get_by_role("combobox", name="Resolution").input_value() == str(native)
     page.close()
+
+
+def test_a_background_tab_keeps_one_request_in_flight_and_sends_its_latest_drawing_after(
+    app_url, chromium, monkeypatch
+):
+    """A tab the person is not drawing in: pen-ups made while a reply is awaited are not each sent (the server would
+    answer all but the newest "stale"); the newest goes once the reply comes, and it is the frame shown."""
+    url, sessions = app_url
+    page = open_canvas(chromium, url)
+    page.evaluate("() => { window.__ss.foreground = false; }")
+    draw_until_a_new_frame(page, 0)
+    real, gate, seen = sessions.live_generate_bytes, {"open": False}, []
+
+    def gated(header, snapshot):
+        seen.append(header["seq"])
+        while not gate["open"]:
+            time.sleep(0.05)
+        return real(header, snapshot)
+
+    monkeypatch.setattr(sessions, "live_generate_bytes", gated)
+    for index in (1, 2, 3, 4):  # four pen-ups; the first one's reply is held back
+        draw_stroke(page, index)
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
+    assert len(seen) == 1, f"requests sent while one was in flight: {seen}"
+    gate["open"] = True
+    wait_idle(page)
+    page.wait_for_function(f"Number(document.querySelector('#ss-output').dataset.seq) === {max(seen)}", timeout=30_000)
+    assert len(seen) == 2 and page.evaluate("() => window.__ss.stats.stale") == 0
+    page.close()
+
+
+def test_every_open_tab_sees_a_new_history_entry(app_url, chromium):
+    """The history gallery refreshes per tab: one tab seeing the new entry does not hide it from another. (The
+    stroke's pen-up goes to the history even when its last mid-stroke frame already showed the whole stroke.)"""
+    url, _ = app_url
+    context = chromium.new_context()
+    a, b = open_canvas(chromium, url, context=context), open_canvas(chromium, url, context=context)
+    newest = "() => { const img = document.querySelector('#ss-history img'); return img ? img.src : ''; }"
+    a.wait_for_timeout(3500)  # both tabs have had a refresh
+    before = a.evaluate(newest), b.evaluate(newest)
+    a.bring_to_front()
+    draw_until_a_new_frame(a, 3)  # its pen-up frame is a new history entry, shown first
+    deadline = time.time() + 15
+    while time.time() < deadline and not all(p.evaluate(newest) not in ("", src) for p, src in zip((a, b), before)):
+        a.wait_for_timeout(250)
+    after = a.evaluate(newest), b.evaluate(newest)
+    assert after[0] == after[1] and after[0] not in before, f"newest entry before {before}, after {after}"
+    context.close()
