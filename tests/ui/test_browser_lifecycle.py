@@ -212,7 +212,8 @@ def test_every_open_tab_sees_a_new_history_entry(app_url, chromium):
     a.bring_to_front()
     draw_until_a_new_frame(a, 3)  # its pen-up frame is a new history entry, shown first
     deadline = time.time() + 15
-    while time.time() < deadline and not all(p.evaluate(newest) not in ("", src) for p, src in zip((a, b), before)):
+    pages = ((a, before[0]), (b, before[1]))
+    while time.time() < deadline and not all(p.evaluate(newest) not in ("", src) for p, src in pages):
         a.wait_for_timeout(250)
     after = a.evaluate(newest), b.evaluate(newest)
     assert after[0] == after[1] and after[0] not in before, f"newest entry before {before}, after {after}"
