@@ -20,12 +20,20 @@ def _sketch_tiny(path: str | None) -> nn.Module:
     return load_tiny(Path(path).expanduser())
 
 
-def _random_sketch_tiny(size: str) -> nn.Module:
-    """random = "tiny": the 16 px test network; "full": the architecture the presets train (JiTConfig's defaults,
-    SketchJiT at 256 px)."""
-    from pipelines.tiny import JiTConfig, SketchJiT
+def full_config():
+    """The architecture the offline presets train (issue #20): SketchTinyNet at 256 px, 8 px space-to-depth, channels
+    (64, 128, 256), 13.3 M parameters. (SketchJiT at JiTConfig's defaults drew patchy mosaics with its 16 px token
+    grid in view after 3000 steps; the U-Net draws no grid.)"""
+    from pipelines.tiny import TinyConfig
 
-    return _sketch_tiny(None) if size == "tiny" else SketchJiT(JiTConfig())
+    return TinyConfig(resolution=256, patch=8, channels=(64, 128, 256))
+
+
+def _random_sketch_tiny(size: str) -> nn.Module:
+    """random = "tiny": the 16 px test network; "full": the architecture the presets train (`full_config`)."""
+    from pipelines.tiny import SketchTinyNet
+
+    return _sketch_tiny(None) if size == "tiny" else SketchTinyNet(full_config())
 
 
 def _save_sketch_tiny(flow: nn.Module, folder: Path, sampler: str = "trigflow") -> dict[str, str]:
