@@ -15,8 +15,6 @@ import torch
 from distillation.teachers import sketch_tiny  # noqa: F401  (registers "sketch_tiny")
 from distillation.teachers.base import DTYPES, Teacher, TeacherError
 from distillation.teachers.registered import REGISTERED, build_registered
-from distillation.teachers.sana import build_sana
-from distillation.teachers.unet import build_unet
 from pipelines.sana.config import DEFAULT_GUIDANCE
 
 
@@ -43,7 +41,9 @@ def build_teacher(
 ) -> Teacher:
     """Build a frozen teacher (requires_grad False, eval, `dtype` on `device`); TeacherError names what is wrong."""
     device = torch.device(device)
-    if kind == "sana":
+    if kind == "sana":  # the diffusers families are imported when used: a sketch_tiny job starts seconds sooner
+        from distillation.teachers.sana import build_sana
+
         teacher = build_sana(
             path=path,
             random=random,
@@ -58,6 +58,8 @@ def build_teacher(
             device=device,
         )
     elif kind == "unet":
+        from distillation.teachers.unet import build_unet
+
         teacher = build_unet(
             path=path,
             random=random,

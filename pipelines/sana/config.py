@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import Gemma2Config
+if TYPE_CHECKING:
+    from transformers import Gemma2Config
 
 SIZES = ("tiny", "0.6b", "1.6b")
 WIRINGS = ("nvlabs", "diffusers")
@@ -127,6 +128,8 @@ def dc_ae_config(size: str, *, lite: bool = False) -> dict[str, Any]:
 
 def gemma_config(size: str, vocab_size: int) -> Gemma2Config:
     """Gemma-2-2B (hidden 2304, 26 layers, 8/4 heads of 256) or a tiny one with the same structure."""
+    from transformers import Gemma2Config  # transformers takes a second to import; only the text encoder needs it
+
     tokens = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=2)
     if size == "tiny":
         return Gemma2Config(
