@@ -1,4 +1,5 @@
-"""SketchTinyNet, the 128 px U-Net of the first offline model (configs without "arch" are U-Nets).
+"""SketchTinyNet, the offline models' U-Net: 128 px with 4 px patches (the first model), 256 px with 8 px patches (the
+second: distillation/teachers/sketch_tiny.full_config). Configs without "arch" are U-Nets.
 
 # b batch, c channels, h w height width, p patch size, d embedding width
 """
