@@ -33,6 +33,14 @@ def directory_size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
+def teacher_resolution(teacher: Path) -> int:
+    """The side a tiny teacher folder draws at (its config.json), which names the prepared pairs it pools."""
+    try:
+        return int(json.loads((Path(teacher) / "config.json").read_text())["resolution"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{teacher}: no readable config.json with a resolution ({error}); give --data") from error
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m distillation.data", description=__doc__.splitlines()[0])
@@ -43,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     prep = commands.add_parser("prepare", help="render, draw sketches, caption, embed, split by concept, write")
     prep.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     prep.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    prep.add_argument("--resolution", type=int, default=128, help="side in pixels (the model's native size)")
+    prep.add_argument("--resolution", type=int, default=256, help="side in pixels (the model's native size)")
     prep.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     prep.add_argument("--heldout-fraction", type=float, default=0.04, help="share of concepts held out")
     prep.add_argument("--edges", default="auto", choices=["auto", "both", "hed", "canny"], help="edge sketches' lines")
@@ -61,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     folder_p.add_argument("--sketch", default="canny", choices=list(FOLDER_SKETCHES), help="line extractor")
     folder_p.add_argument("--cache", type=Path, default=FOLDER_CACHE)
     pool_p = commands.add_parser("teacher-pool", help="the teacher's pictures for training sketches (a split)")
-    pool_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "128")
+    pool_p.add_argument("--data", type=Path, default=None, help="prepared pairs (default: the teacher's resolution's)")
     pool_p.add_argument("--teacher", type=Path, default=Path("assets/models/sketch-tiny-teacher"))
     pool_p.add_argument("--n", type=int, default=2000, help="training items to draw (seeded)")
     pool_p.add_argument("--steps", type=int, default=8, help="the teacher's Euler steps")
@@ -69,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     pool_p.add_argument("--threads", type=int, default=None, help="torch threads")
     pool_p.add_argument("--device", default="cpu", help="torch device for the teacher (cuda: seconds, not minutes)")
     sheet_p = commands.add_parser("sheet", help="contact sheet PNG of random prepared pairs")
-    sheet_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "128")
+    sheet_p.add_argument("--data", type=Path, default=DEFAULT_OUT / "256")
     sheet_p.add_argument("--out", type=Path, default=Path("assets/examples/sketch_tiny_pairs.png"))
     sheet_p.add_argument("--split", default="train")
     sheet_p.add_argument("--n", type=int, default=16)
@@ -124,8 +132,9 @@ def run(args: argparse.Namespace) -> dict:
             "files_by_reason": manifest["files_by_reason"],
         }
     if args.command == "teacher-pool":
+        data = args.data or DEFAULT_OUT / str(teacher_resolution(args.teacher))
         return build_teacher_pool(
-            args.data, args.teacher, n=args.n, steps=args.steps, seed=args.seed, device=args.device
+            data, args.teacher, n=args.n, steps=args.steps, seed=args.seed, device=args.device
         )
     sheet = contact_sheet(args.data, n=args.n, seed=args.seed, split=args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)

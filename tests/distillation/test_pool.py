@@ -77,3 +77,16 @@ def test_teacher_pool_on_cuda_matches_the_cpu_pool_to_rounding(tmp_path):
         with np.load(root / "teacher_pool.npz") as pool:
             pools[device] = pool["image"].astype(int)
     assert np.abs(pools["cpu"] - pools["cuda"]).max() <= 2  # the same noise; only float rounding differs
+
+
+def test_teacher_pool_cli_pools_the_pairs_at_the_teachers_resolution_by_default(tmp_path, capsys, monkeypatch):
+    write_tiny_student_with_teacher(tmp_path / "models")  # a 32 px teacher
+    monkeypatch.chdir(tmp_path)  # the default data folder is relative: data/sketch_tiny/<resolution>
+    write_sketch_pairs(tmp_path / "data" / "sketch_tiny" / "16", n=4, size=16)  # another resolution's pairs
+    root, _, _ = write_sketch_pairs(tmp_path / "data" / "sketch_tiny" / "32", n=4, size=32)
+    argv = ["teacher-pool", "--teacher", str(tmp_path / "models" / "teacher"), "--n", "2", "--steps", "1"]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert (root / "teacher_pool.npz").is_file()
+    assert not (tmp_path / "data" / "sketch_tiny" / "16" / "teacher_pool.npz").exists()
+    assert main(["teacher-pool", "--teacher", str(tmp_path / "nowhere")]) == 2
+    assert "give --data" in capsys.readouterr().err
