@@ -133,9 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         }
     if args.command == "teacher-pool":
         data = args.data or DEFAULT_OUT / str(teacher_resolution(args.teacher))
-        return build_teacher_pool(
-            data, args.teacher, n=args.n, steps=args.steps, seed=args.seed, device=args.device
-        )
+        return build_teacher_pool(data, args.teacher, n=args.n, steps=args.steps, seed=args.seed, device=args.device)
     sheet = contact_sheet(args.data, n=args.n, seed=args.seed, split=args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
