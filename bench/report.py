@@ -376,7 +376,7 @@ def toy_summary(records: list[dict]) -> str:
     )
 
 
-def e2e_pair_summary(rows: list[dict]) -> str:
+def e2e_pair_summary(rows: list[dict], name: str = "e2e_pair_e114b6b_cpu.jsonl") -> str:
     """Runs of bench.e2e on two commits in one session (ABBA, same machine and load): each commit's mean overhead
     above the engine, and the difference."""
     by: dict[str, list[float]] = {}
@@ -386,7 +386,7 @@ def e2e_pair_summary(rows: list[dict]) -> str:
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
     order = " ".join(r["commit"] for r in rows)
     return (
-        f"`e2e_pair_e114b6b_cpu.jsonl` (runs in the order {order}, one machine, the same load): overhead above the "
+        f"`{name}` (runs in the order {order}, one machine, the same load): overhead above the "
         f"engine p50, mean of {len(a)} runs each, {before} {mean_a:.1f} ms and {after} {mean_b:.1f} ms "
         f"(difference {mean_b - mean_a:+.1f} ms)."
     )
@@ -401,8 +401,9 @@ def summaries() -> dict[str, str]:
         blocks["bench:latency_summary"] = latency_summary(latency)
     if rows := load("e2e"):
         blocks["bench:e2e_summary"] = e2e_summary(rows)
-    if rows := load_lines("e2e_pair_e114b6b_cpu.jsonl"):
-        blocks["bench:e2e_pair"] = e2e_pair_summary(rows)
+    pair = "e2e_pair_e114b6b_cpu.jsonl"
+    if rows := load_lines(pair):
+        blocks["bench:e2e_pair"] = e2e_pair_summary(rows, pair)
     if rows := [r for r in load("soak") if "stages_foreground_p50_ms" in r]:
         blocks["bench:soak_summary"] = soak_summary(rows)
     if finetune := one("finetune_cpu"):

@@ -31,6 +31,7 @@ MAX_SEED = 2**31 - 1
 
 MAX_SESSIONS = 64  # tabs remembered at once; the least recently used one is forgotten first
 IDLE_SECONDS = 15 * 60  # a tab that sent nothing for this long is forgotten (its socket may never have closed)
+PNG_LEVEL = 1  # history PNGs: 7 ms instead of 18.5 ms (level 6) for a 256 px frame and its sketch, files 1.1x larger
 HISTORY_KEEP = 500  # history files kept on disk; the oldest go first
 LIMITS = {  # what a request may ask for; anything else is refused with the value named
     "seed": (0, MAX_SEED),
@@ -191,16 +192,14 @@ def png_metadata(params: dict, sketch: np.ndarray | None) -> PngImagePlugin.PngI
             info.add_itxt(key, str(params[key]))
     if sketch is not None:
         buffer = io.BytesIO()
-        Image.fromarray(sketch).save(buffer, format="PNG", compress_level=1)
-        info.add_text("sketch", base64.b64encode(buffer.getvalue()).decode(), zip=True)
+        Image.fromarray(sketch).save(buffer, format="PNG", compress_level=PNG_LEVEL)
+        info.add_text("sketch", base64.b64encode(buffer.getvalue()).decode())  # a PNG already: no second zlib pass
     return info
 
 
 def save_png_with_metadata(image: Image.Image, sketch: np.ndarray | None, params: dict, path: Path) -> Path:
     tmp = path.with_suffix(".tmp")
-    # compress_level 1: 7 ms instead of 18.5 ms for a 256 px frame and its sketch, files 1.1x larger (every pen-up
-    # writes one)
-    image.save(tmp, format="PNG", pnginfo=png_metadata(params, sketch), compress_level=1)
+    image.save(tmp, format="PNG", pnginfo=png_metadata(params, sketch), compress_level=PNG_LEVEL)
     tmp.replace(path)
     return path
 

@@ -26,6 +26,7 @@ from distillation.data.pairs import contact_sheet
 from distillation.data.prepare import DEFAULT_OUT, EDGE_SHARE, prepare
 from distillation.data.sources import DEFAULT_CACHE, SOURCES, fetch_source, source_record
 from distillation.pool import build_teacher_pool
+from pipelines.tiny.weights import CONFIG_NAME
 
 
 def directory_size(path: Path) -> int:
@@ -36,9 +37,9 @@ def directory_size(path: Path) -> int:
 def teacher_resolution(teacher: Path) -> int:
     """The side a tiny teacher folder draws at (its config.json), which names the prepared pairs it pools."""
     try:
-        return int(json.loads((Path(teacher) / "config.json").read_text())["resolution"])
+        return int(json.loads((Path(teacher) / CONFIG_NAME).read_text())["resolution"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DataError(f"{teacher}: no readable config.json with a resolution ({error}); give --data") from error
+        raise DataError(f"{teacher}: no readable {CONFIG_NAME} with a resolution ({error}); give --data") from error
 
 
 def parser() -> argparse.ArgumentParser:
