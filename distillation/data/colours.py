@@ -14,8 +14,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from pipelines.text import COLOUR_TERMS as BASIC_TERMS  # one list: the prompts' colour words read the same terms
+
 # k cluster count, n pixels, Lab (L 0..100, a and b about -128..127)
-BASIC_TERMS = ("black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 # sRGB prototypes per term: focal colours plus the light, dark and muted shades drawings use for them
 PROTOTYPES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "black": ((0, 0, 0), (40, 40, 45)),

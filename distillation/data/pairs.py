@@ -18,13 +18,14 @@ from PIL import Image, ImageDraw, ImageFont
 from distillation.data.colours import recolour
 from distillation.data.errors import DataError
 from distillation.data.sketches import augment_sketch
+from pipelines.text import prompt_vectors
 
 RECOLOUR_P = 0.4  # with augment=True, the share of items served recoloured (with the caption that says so)
 
 
 class SketchPairs(torch.utils.data.Dataset):
-    """Prepared pairs as tensors: sketch (1, h, w) with ink = 1, image (3, h, w) in [-1, 1], text_embedding (384,)
-    float32, caption str."""
+    """Prepared pairs as tensors: sketch (1, h, w) with ink = 1, image (3, h, w) in [-1, 1], text_embedding
+    (PROMPT_DIM,) float32 (the caption's prompt vector), caption str."""
 
     def __init__(
         self, root: Path | str, split: str = "train", *, augment: bool = False, recolour: float = RECOLOUR_P
@@ -44,7 +45,8 @@ class SketchPairs(torch.utils.data.Dataset):
             self.recolour_index = arrays["recolour_caption_index"] if has_recolour else None
         with np.load(root / "captions.npz") as captions:
             self.captions = captions["text"]
-            self.embeddings = torch.from_numpy(captions["embedding"].astype(np.float32))
+            # prompt vectors: the caption embeddings followed by the captions' colour words (pipelines/text.py)
+            self.embeddings = torch.from_numpy(prompt_vectors(captions["embedding"], list(self.captions)))
         self.augment = augment
         self.recolour = recolour if self.recolour_index is not None else 0.0
 

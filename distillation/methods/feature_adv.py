@@ -13,6 +13,7 @@ from distillation.feature_net import VARIANTS, build_feature_net
 from distillation.heads import FeatureNetHeads
 from distillation.methods.base import RoleSpec
 from pipelines.parameterization import SIGMA_D
+from pipelines.text import PROMPT_DIM
 
 # b batch, c channels, h w height width
 
@@ -47,7 +48,7 @@ class FeatureAdversary:
         resolution: int = 192,
         stages: Sequence[int] = (2, 4, 6),
         hidden: int = 64,
-        text_dim: int = 384,
+        text_dim: int = PROMPT_DIM,
         sigma_d: float = SIGMA_D,
         steps_with: str = "heads",
     ):

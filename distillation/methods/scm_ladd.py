@@ -14,6 +14,7 @@ from distillation.methods.feature_adv import FeatureAdversary
 from distillation.methods.ladd import LADD
 from distillation.methods.scm import SCM
 from pipelines.parameterization import SIGMA_D
+from pipelines.text import PROMPT_DIM
 
 
 class SCMLADD(Method):
@@ -44,7 +45,7 @@ class SCMLADD(Method):
         feature_net: str = "",
         feature_weight: float = 0.5,
         feature_resolution: int = 192,
-        feature_text_dim: int = 384,
+        feature_text_dim: int = PROMPT_DIM,
     ):
         self.scm = SCM(
             sigma_d=sigma_d,

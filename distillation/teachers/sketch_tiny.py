@@ -9,6 +9,7 @@ from torch import nn
 
 from distillation.teachers.base import spread_blocks
 from distillation.teachers.registered import register_teacher
+from pipelines.text import PROMPT_DIM
 
 
 def _sketch_tiny(path: str | None) -> nn.Module:
@@ -26,7 +27,7 @@ def full_config():
     grid in view after 3000 steps; the U-Net draws no grid.)"""
     from pipelines.tiny import TinyConfig
 
-    return TinyConfig(resolution=256, patch=8, channels=(64, 128, 256))
+    return TinyConfig(resolution=256, patch=8, channels=(64, 128, 256), colour_words=True)
 
 
 def _random_sketch_tiny(size: str) -> nn.Module:
@@ -63,7 +64,7 @@ register_teacher(
     "sketch_tiny",
     _sketch_tiny,
     sample_shape=lambda flow: (3, _tiny_side(flow), _tiny_side(flow)),
-    cond_shapes=lambda flow: {"sketch": (1, _tiny_side(flow), _tiny_side(flow)), "text": (flow.config.text_dim,)},
+    cond_shapes=lambda flow: {"sketch": (1, _tiny_side(flow), _tiny_side(flow)), "text": (PROMPT_DIM,)},
     uncond_keys=("text",),
     features=_tiny_features,
     backend="tiny",

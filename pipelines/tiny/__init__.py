@@ -6,7 +6,8 @@ written before "arch" existed are U-Nets). Either is a flow-matching velocity mo
 [-1, 1] (x_s = (1 - s) x0 + s eps). The teacher is sampled with Euler steps on that ODE; the distilled student is the
 same network read as a TrigFlow consistency model through pipelines.parameterization.FlowAsTrigFlow and sampled with
 `sample_trigflow` (sampling.py). weights.py writes and reads them, engine.py serves them.
-cond = {"sketch": (b, 1, h, w) ink in [0, 1], "text": (b, 384) MiniLM embedding, optionally "guidance": (b,)}.
+cond = {"sketch": (b, 1, h, w) ink in [0, 1], "text": (b, PROMPT_DIM) prompt vector (pipelines/text.py: the MiniLM
+embedding, then the prompt's colour words, which configs with colour_words read), optionally "guidance": (b,)}.
 """
 
 from pipelines.tiny.engine import TinyEngine

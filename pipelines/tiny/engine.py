@@ -13,7 +13,7 @@ from torch import Tensor
 from pipelines.engine import LRU, ControlCond, GenResult, PromptCond, image_key
 from pipelines.spec import ModelError, ModelSpec
 from pipelines.strokes import ink_at
-from pipelines.text import TextEncoderMissing, encode_texts
+from pipelines.text import PROMPT_DIM, TextEncoderMissing, encode_prompts
 from pipelines.tiny.sampling import sample, to_pil
 from pipelines.tiny.weights import TinyNet, load_tiny
 
@@ -46,7 +46,7 @@ class TinyEngine:
         self._controls = LRU(4)
         self._noise = LRU(8)
         self.dtype = next(model.parameters()).dtype  # compute dtype: inputs are cast to it
-        self.null_text = torch.zeros(1, model.config.text_dim, device=device, dtype=self.dtype)
+        self.null_text = torch.zeros(1, PROMPT_DIM, device=device, dtype=self.dtype)
 
     @classmethod
     def load(cls, spec: ModelSpec, device: str, dtype: str = "float32") -> TinyEngine:
@@ -94,7 +94,7 @@ class TinyEngine:
         if not text.strip():
             return PromptCond(text, {"text": self.null_text}, n_tokens=0)
         try:
-            embedding, counts = encode_texts([text])
+            embedding, counts = encode_prompts([text])
         except TextEncoderMissing as error:
             raise ModelError(str(error)) from error
         tensor = torch.from_numpy(embedding).to(self.device, self.dtype)

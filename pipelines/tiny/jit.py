@@ -157,7 +157,7 @@ class SketchJiT(nn.Module):
     def forward(self, x: Tensor, s: Tensor, cond: dict) -> Tensor:
         """Velocity v(x_s, s) for images x (b, 3, h, w), flow times s (b,), cond as in the module docstring."""
         cfg, d = self.config, self.config.width
-        text = cond["text"].to(x.dtype)
+        text = cond["text"].to(x.dtype)[:, : cfg.text_dim]  # the sentence embedding (colour words not read)
         c = self.time_mlp(timestep_embedding(s, d).to(x.dtype)) + self.text_mlp(text)
         if self.guidance_mlp is not None:
             guidance = cond.get("guidance")

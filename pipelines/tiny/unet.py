@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.text import TEXT_DIM
+from pipelines.text import COLOUR_TERMS, TEXT_DIM
 from pipelines.tiny.flow import timestep_embedding, velocity_from_clean
 
 
@@ -26,7 +26,10 @@ class TinyConfig:
     blocks: int = 2  # residual blocks per level
     attention: bool = True  # one self-attention block at the lowest resolution
     emb_dim: int = 256
-    text_dim: int = TEXT_DIM
+    text_dim: int = TEXT_DIM  # the sentence embedding's width: the first text_dim entries of cond["text"]
+    # read the prompt's colour words too (pipelines/text.py colour_words: the entries after the embedding), through
+    # their own MLP into the embedding every block's FiLM sees
+    colour_words: bool = False
     guidance_embed: bool = False  # students may take the CFG scale as an input (SANA-Sprint embeds it)
     kind: str = "flow"
     default_guidance: float = 2.0  # CFG scale the teacher is sampled with (and the student learns)
@@ -90,6 +93,10 @@ class SketchTinyNet(nn.Module):
         p, chans, d = config.patch, config.channels, config.emb_dim
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.text_mlp = nn.Sequential(nn.Linear(config.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+        n_colours = len(COLOUR_TERMS)
+        self.colour_mlp = (
+            nn.Sequential(nn.Linear(n_colours, d), nn.SiLU(), nn.Linear(d, d)) if config.colour_words else None
+        )
         self.guidance_mlp = (
             nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if config.guidance_embed else None
         )
@@ -130,7 +137,10 @@ class SketchTinyNet(nn.Module):
     def forward(self, x: Tensor, s: Tensor, cond: dict) -> Tensor:
         """Velocity v(x_s, s) for images x (b, 3, h, w), flow times s (b,), cond as in the module docstring."""
         p, d = self.config.patch, self.config.emb_dim
-        emb = self.time_mlp(timestep_embedding(s, d)) + self.text_mlp(cond["text"].to(x.dtype))
+        text, n = cond["text"].to(x.dtype), self.config.text_dim
+        emb = self.time_mlp(timestep_embedding(s, d)) + self.text_mlp(text[:, :n])
+        if self.colour_mlp is not None:
+            emb = emb + self.colour_mlp(text[:, n : n + len(COLOUR_TERMS)])
         if self.guidance_mlp is not None:
             guidance = cond.get("guidance")
             if guidance is None:

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from distillation.data import DataError, SketchPairs
 from distillation.data.cli import main
+from pipelines.text import PROMPT_DIM
 from tests.distillation.test_data_prepare import write
 
 
@@ -84,7 +85,7 @@ def test_image_folder_becomes_sketch_pairs_with_counts_and_names(tmp_path):
     for row in rows:
         sample = pairs[row["row"]]
         assert sample["caption"] == row["caption"] and sample["sketch"].shape == (1, 32, 32)
-        norm = float(sample["text_embedding"].norm())
+        norm = float(sample["text_embedding"][:384].norm())  # the sentence embedding; colour words follow
         assert norm == 0.0 if row["caption"] == "" else norm == pytest.approx(1.0, abs=2e-3)  # "" = unconditional
 
     again, manifest = prepare_folder(folder, resolution=32, sketch="canny", cache=tmp_path / "cache", progress=False)
@@ -197,7 +198,7 @@ def test_image_folder_trains_a_step_of_the_small_pixel_teacher(tmp_path):
     )
     assert isinstance(trainer.dataset, PairsAsItems) and len(trainer.dataset) == 5
     item = trainer.dataset[0]
-    assert item["x0"].shape == (3, 16, 16) and item["sketch"].shape == (1, 16, 16) and item["text"].shape == (384,)
+    assert item["x0"].shape == (3, 16, 16) and item["sketch"].shape == (1, 16, 16) and item["text"].shape == (PROMPT_DIM,)
     (prepared,) = (tmp_path / "cache").iterdir()
     assert json.loads((prepared / "manifest.json").read_text())["resolution"] == 16
     logs = trainer.train_step()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from distillation.data import DataError, SketchPairs, contact_sheet, prepare
@@ -13,6 +14,7 @@ from distillation.data.cli import main
 from distillation.data.colours import recolour
 from distillation.data.prepare import RECOLOUR_SHIFTS, item_rng, make_pair, sketch_kind, subset
 from distillation.data.sources import FETCH_FORMAT, Item
+from pipelines.text import PROMPT_DIM, colour_words
 
 SQUARE = '<rect x="16" y="16" width="40" height="40" fill="{fill}" stroke="{stroke}" stroke-width="3"/>'
 CIRCLE = '<circle cx="36" cy="36" r="20" fill="{fill}" stroke="#000" stroke-width="3"/>'
@@ -214,7 +216,8 @@ def test_sketch_pairs_serves_tensors_and_augments_consistently(prepared):
             assert served, sample["caption"]
     sample = SketchPairs(root, "train")[0]
     assert float(sample["sketch"].max()) == 1.0 and -1.0 <= float(sample["image"].min())
-    assert sample["text_embedding"].shape == (384,)
+    assert sample["text_embedding"].shape == (PROMPT_DIM,)
+    assert sample["text_embedding"][384:].equal(torch.from_numpy(colour_words(sample["caption"])))
 
 
 def test_the_two_drawings_of_a_pair_differ_and_are_thin_open_outlines(prepared):

@@ -19,6 +19,7 @@ from distillation.teachers import build_teacher
 from distillation.teachers.unet import VPAsTrigFlow
 from distillation.trainer import Trainer
 from pipelines.parameterization import SIGMA_D
+from pipelines.text import PROMPT_DIM
 from tests.fakes import write_sketch_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +239,7 @@ def test_sketch_pairs_feed_the_small_pixel_teacher(tmp_path, method):
     trainer = set_up(tmp_path / "run", "tiny_scm_ladd.toml", *overrides)
     item = trainer.dataset[1]
     torch.testing.assert_close(item["x0"], SIGMA_D * (torch.from_numpy(image[1]).permute(2, 0, 1) / 127.5 - 1))
-    assert item["sketch"].shape == (1, 16, 16) and item["text"].shape == (384,)
+    assert item["sketch"].shape == (1, 16, 16) and item["text"].shape == (PROMPT_DIM,)
     logs = trainer.train_step()
     assert all(math.isfinite(v) for v in logs.values()) and "student/skipped" not in logs
     with pytest.raises(ConfigError, match="data.kind 'sketch_pairs' gives images"):

@@ -11,6 +11,7 @@ import torch
 
 from pipelines.parameterization import SIGMA_D, FlowAsTrigFlow, trigflow_denoise
 from pipelines.registry import ModelError, Registry
+from pipelines.text import PROMPT_DIM, TEXT_DIM, colour_words
 from pipelines.tiny import (
     X_PRED_MIN_S,
     JiTConfig,
@@ -45,7 +46,7 @@ def randomised(config: TinyConfig | JiTConfig, seed: int = 0) -> SketchTinyNet |
 
 def cond(b: int, size: int = 32, seed: int = 1) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {"sketch": torch.rand(b, 1, size, size, generator=g), "text": torch.randn(b, 384, generator=g)}
+    return {"sketch": torch.rand(b, 1, size, size, generator=g), "text": torch.randn(b, PROMPT_DIM, generator=g)}
 
 
 @pytest.mark.parametrize("config", [SMALL, SMALL_JIT], ids=["unet", "jit"])
@@ -110,7 +111,7 @@ def test_teacher_with_guidance_one_equals_no_guidance():
     model = randomised(SMALL)
     noise, c = torch.randn(1, 3, 32, 32), cond(1)
     plain = sample(model, c, steps=3, noise=noise, guidance=1.0)
-    cfg = sample(model, c, steps=3, noise=noise, guidance=1.0, null_text=torch.zeros(1, 384))
+    cfg = sample(model, c, steps=3, noise=noise, guidance=1.0, null_text=torch.zeros(1, PROMPT_DIM))
     assert torch.allclose(plain, cfg, atol=1e-6)
 
 
@@ -253,13 +254,30 @@ def test_jit_text_and_sketch_both_change_the_picture():
     x, s, c = torch.randn(1, 3, 32, 32), torch.full((1,), 0.5), cond(1)
     with torch.no_grad():
         base = model(x, s, c)
-        other_text = model(x, s, {**c, "text": torch.randn(1, 384, generator=torch.Generator().manual_seed(9))})
+        other_text = model(x, s, {**c, "text": torch.randn(1, PROMPT_DIM, generator=torch.Generator().manual_seed(9))})
         ink = c["sketch"].clone()
         ink[..., 16, 16] = 1 - ink[..., 16, 16]  # one sketch pixel
         other_sketch = model(x, s, {**c, "sketch": ink})
     assert (other_text - base).abs().mean() > 1e-2
     changed = (other_sketch - base).abs().amax(dim=1)[0] > 1e-6
     assert changed[16, 16] and changed.any()
+
+
+@pytest.mark.parametrize("reads_colours", [True, False], ids=["colour_words", "embedding_only"])
+def test_the_colour_words_reach_the_picture_only_of_a_model_that_reads_them(reads_colours):
+    """The prompt vector is the sentence embedding, then the colour words: a colour_words U-Net's output moves with the
+    colour words alone; a model without them (the first offline model) reads the embedding and nothing after it."""
+    model = randomised(replace(SMALL, colour_words=reads_colours))
+    x, s, c = torch.randn(1, 3, 32, 32), torch.full((1,), 0.5), cond(1)
+    red, blue = (torch.from_numpy(colour_words(f"a {name} house"))[None] for name in ("red", "blue"))
+    with torch.no_grad():
+        as_red = model(x, s, {**c, "text": torch.cat([c["text"][:, :TEXT_DIM], red], 1)})
+        as_blue = model(x, s, {**c, "text": torch.cat([c["text"][:, :TEXT_DIM], blue], 1)})
+        embedding_only = model(x, s, {**c, "text": c["text"][:, :TEXT_DIM]}) if not reads_colours else None
+    moved = (as_red - as_blue).abs().mean()
+    assert moved > 1e-2 if reads_colours else moved == 0
+    if embedding_only is not None:
+        assert torch.equal(embedding_only, as_red)
 
 
 def test_configs_name_their_architecture_and_unknown_ones_are_a_model_error(tmp_path):
