@@ -9,7 +9,9 @@ paper towards the folder's at once; the adversarial term keeps the pictures shar
 texture away (paper grain, brush marks: noise no sketch predicts), so an optional texture term matches the spread of
 each band of a Laplacian pyramid, per colour channel, between the student's picture and its pair (a first-order,
 outline-robust version of Portilla & Simoncelli's texture statistics): the amount of grain at each scale, not where
-it falls.
+it falls. LADD's discriminator reads re-noised pictures, which hides that grain too; the optional feature term is
+ADD's discriminator (methods/feature_adv.py: heads on a frozen EfficientNet-Lite1 reading clean pictures), with the
+folder's pictures as "real".
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as nnf
-from torch import Tensor
+from torch import Tensor, nn
 
-from distillation.methods.base import mean_flat
+from distillation.methods.base import RoleSpec, mean_flat
+from distillation.methods.feature_adv import FeatureAdversary
 from distillation.methods.ladd import LADD
 from pipelines.parameterization import SIGMA_D
+from pipelines.text import PROMPT_DIM
 
 
 def paired_l1(x_hat0: Tensor, x0: Tensor, *, pool: int = 1) -> Tensor:
@@ -79,6 +83,10 @@ class PairedLADD(LADD):
         texture_levels: int = 3,
         head_hidden: int = 64,
         head_kernel_size: int = 9,
+        feature_net: str = "",
+        feature_weight: float = 1.0,
+        feature_resolution: int = 128,
+        feature_text_dim: int = PROMPT_DIM,
     ):
         super().__init__(
             feature_layers=feature_layers,
@@ -99,8 +107,34 @@ class PairedLADD(LADD):
         self.recon_pool = recon_pool
         self.texture_weight, self.texture_levels = texture_weight, texture_levels  # band-spread matching (0 = off)
         # max_time_prob: share of student passes from pure noise (t = pi/2), the 1-step sampling the app uses
+        # "" = off; "efficientnet_lite1" | "efficientnet_lite2": ADD's discriminator on clean pictures, folder = real
+        self.feature = None
+        if feature_net:
+            self.feature = FeatureAdversary(
+                network=feature_net, resolution=feature_resolution, text_dim=feature_text_dim, sigma_d=sigma_d
+            )
+        self.feature_weight = feature_weight
+
+    def roles(self) -> dict[str, RoleSpec]:
+        roles = super().roles()
+        return roles | self.feature.roles() if self.feature is not None else roles
+
+    def bind(self, models: dict[str, nn.Module]) -> None:
+        super().bind(models)
+        if self.feature is not None:
+            self.feature.bind(models)
 
     def loss(self, role: str, batch: dict, step: int) -> dict[str, Tensor]:
+        if role == "heads" and self.feature is not None:
+            with torch.no_grad():
+                fake = self.generate(batch)
+            ladd = self.discriminator_loss(batch, fake)
+            feature = self.feature.discriminator_loss(batch["x0"], fake, batch.get("cond"))
+            return {
+                **ladd,
+                "loss": ladd["loss"] + feature["loss"],
+                **{f"feature_{key}": value.detach() for key, value in feature.items()},
+            }
         if role != "student":
             return super().loss(role, batch, step)
         x_hat0 = self.generate(batch)
@@ -112,4 +146,8 @@ class PairedLADD(LADD):
             texture = texture_l1(x_hat0, batch["x0"], levels=self.texture_levels) / self.sigma_d
             loss = loss + self.texture_weight * texture
             logs["texture_loss"] = texture.detach()
+        if self.feature is not None:
+            feature = self.feature.generator_loss(x_hat0, batch.get("cond"))
+            loss = loss + self.feature_weight * feature
+            logs["feature_adv_loss"] = feature.detach()
         return {"loss": loss, **logs}

@@ -198,7 +198,8 @@ def test_image_folder_trains_a_step_of_the_small_pixel_teacher(tmp_path):
     )
     assert isinstance(trainer.dataset, PairsAsItems) and len(trainer.dataset) == 5
     item = trainer.dataset[0]
-    assert item["x0"].shape == (3, 16, 16) and item["sketch"].shape == (1, 16, 16) and item["text"].shape == (PROMPT_DIM,)
+    assert item["x0"].shape == (3, 16, 16) and item["sketch"].shape == (1, 16, 16)
+    assert item["text"].shape == (PROMPT_DIM,)
     (prepared,) = (tmp_path / "cache").iterdir()
     assert json.loads((prepared / "manifest.json").read_text())["resolution"] == 16
     logs = trainer.train_step()

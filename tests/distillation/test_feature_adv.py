@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from distillation.config import load_config
 from distillation.feature_net import VARIANTS, build_feature_net, load_efficientnet_lite
 from distillation.heads import FeatureNetHeads
 from distillation.methods.feature_adv import FeatureAdversary, caption_vector
+from distillation.trainer import Trainer
 from pipelines.parameterization import SIGMA_D
 from pipelines.tiny import JiTConfig, SketchJiT, save_tiny
 from tests.distillation.test_trainer import set_up
@@ -139,3 +141,44 @@ def test_feature_adversary_refuses_lite0_the_metric_network():
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         FeatureAdversary(network="efficientnet_lite0")
     assert "efficientnet_lite0" not in VARIANTS  # Lite0 is bench.metrics' FD network only
+
+
+def test_paired_ladd_with_the_feature_network_judges_the_folders_pictures_as_real(tmp_path):
+    """The fine-tune recipe with method.feature_net: one step on a 16 px stand-in moves the student and the feature
+    heads (with the discriminator's optimizer), the frozen feature network stays put, and the feature heads' "real"
+    side is the batch's own pictures (the folder's), not teacher samples."""
+    from distillation.jobs import FINETUNE_PRESET
+    from pipelines.tiny import save_tiny
+    from tests.distillation.test_data_folders import image_folder
+    from tests.distillation.test_jobs_store import tiny_net
+
+    teacher, start = tmp_path / "teacher", tmp_path / "start"
+    save_tiny(tiny_net(seed=0), teacher)
+    save_tiny(tiny_net(seed=1), start, extra={"kind": "trigflow"})
+    overrides = [
+        f"--teacher.path={teacher}",
+        f"--student.init={start}",
+        f"--data.path={image_folder(tmp_path / 'my pictures')}",
+        f"--data.cache={tmp_path / 'cache'}",
+        "--batch_size=2",
+        "--method.feature_net=efficientnet_lite1",
+        "--method.feature_resolution=64",
+    ]
+    trainer = Trainer(load_config(FINETUNE_PRESET, overrides), tmp_path / "run", progress="json")
+    trainer.setup()
+    assert {"feature_net", "feature_heads"} <= set(trainer.roles)
+    heads_params = {id(p) for p in trainer.opt_params["heads"]}
+    assert {id(p) for p in trainer.roles["feature_heads"].params.values()} <= heads_params
+    seen = []
+    real = trainer.method.feature.discriminator_loss
+    trainer.method.feature.discriminator_loss = lambda x0, fake, cond: seen.append(x0) or real(x0, fake, cond)
+    frozen = {n: p.detach().clone() for n, p in trainer.roles["feature_net"].module.named_parameters()}
+    before = {n: p.detach().clone() for n, p in trainer.roles["feature_heads"].params.items()}
+    student = {n: p.detach().clone() for n, p in trainer.roles["student"].params.items()}
+    logs = trainer.train_step()
+    assert all(math.isfinite(v) for v in logs.values()), logs
+    assert "student/feature_adv_loss" in logs and "heads/feature_d_acc" in logs
+    assert any(not torch.equal(before[n], p) for n, p in trainer.roles["feature_heads"].params.items())
+    assert any(not torch.equal(student[n], p) for n, p in trainer.roles["student"].params.items())
+    assert all(torch.equal(frozen[n], p) for n, p in trainer.roles["feature_net"].module.named_parameters())
+    assert len(seen) == 1 and seen[0].shape[0] == 2 and seen[0].abs().max() <= SIGMA_D + 1e-6  # folder pictures
