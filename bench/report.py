@@ -328,7 +328,7 @@ def finetune_variants_table(rows: list[dict]) -> str:
     rows = [
         {
             **r,
-            "overrides": r["recipe"].split(")", 1)[1].strip() or "(default recipe)",
+            "overrides": r["recipe"].split(")", 1)[1].strip() or "(none)",
             "fd_tuned": r["fd_effnet_to_style"]["fine-tuned"],
             "f1_tuned": r["edge_f1"]["fine-tuned"],
             "drop": f"{100 * r['fd_drop']:.1f} %",

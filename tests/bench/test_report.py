@@ -126,7 +126,7 @@ def test_finetune_variants_rows_come_from_each_line_in_order(tmp_path, monkeypat
     (tmp_path / "v.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     markdown = finetune_variants_table(report.load_lines("v.jsonl"))
-    assert "| v.jsonl:1 | (default recipe) | 1.00 | 10 | 8 | 9.50 | 200.0 | 10.0 % | 0.700 |" in markdown
+    assert "| v.jsonl:1 | (none) | 1.00 | 10 | 8 | 9.50 | 200.0 | 10.0 % | 0.700 |" in markdown
     assert "| v.jsonl:2 | --method.x=3 |" in markdown and "-20.0 %" in markdown
 
 
