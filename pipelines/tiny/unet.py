@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from pipelines.text import COLOUR_TERMS, TEXT_DIM
 from pipelines.tiny.flow import timestep_embedding, velocity_from_clean
+from pipelines.tiny.silhouette import silhouette
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class TinyConfig:
     # read the prompt's colour words too (pipelines/text.py colour_words: the entries after the embedding), through
     # their own MLP into the embedding every block's FiLM sees
     colour_words: bool = False
+    # a third input channel: the sketch's silhouette (pipelines/tiny/silhouette.py: inside the outlines = 1), so the
+    # network need not flood-fill to tell the apple from the paper around it
+    silhouette: bool = False
     guidance_embed: bool = False  # students may take the CFG scale as an input (SANA-Sprint embeds it)
     kind: str = "flow"
     default_guidance: float = 2.0  # CFG scale the teacher is sampled with (and the student learns)
@@ -100,7 +104,7 @@ class SketchTinyNet(nn.Module):
         self.guidance_mlp = (
             nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if config.guidance_embed else None
         )
-        self.stem = nn.Conv2d((3 + 1) * p * p, chans[0], 3, padding=1)
+        self.stem = nn.Conv2d((3 + 1 + int(config.silhouette)) * p * p, chans[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         skips = []
@@ -147,7 +151,9 @@ class SketchTinyNet(nn.Module):
                 guidance = torch.full((x.shape[0],), self.config.default_guidance, device=x.device)
             emb = emb + self.guidance_mlp(timestep_embedding(guidance, d, scale=100.0))
         emb = F.silu(emb)
-        h = self.stem(F.pixel_unshuffle(torch.cat([x, cond["sketch"].to(x.dtype)], dim=1), p))
+        ink = cond["sketch"].to(x.dtype)
+        inputs = [x, ink, silhouette(ink)] if self.config.silhouette else [x, ink]
+        h = self.stem(F.pixel_unshuffle(torch.cat(inputs, dim=1), p))
         skips = []
         for blocks, down in zip(self.down, self.downsample, strict=True):
             for block in blocks:

@@ -280,6 +280,22 @@ def test_the_colour_words_reach_the_picture_only_of_a_model_that_reads_them(read
         assert torch.equal(embedding_only, as_red)
 
 
+def test_a_silhouette_u_net_feeds_the_inside_of_the_outlines_to_its_stem():
+    """With silhouette=True the stem's input holds a third channel beside the noisy picture and the ink: 1 inside a
+    closed ring, 0 on the paper around it (a ring drawn here, not by the function under test)."""
+    model = randomised(replace(SMALL, silhouette=True))
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    radius = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2).sqrt()
+    ring = ((radius > 9) & (radius < 11)).float()[None, None]
+    seen = []
+    model.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32), torch.full((1,), 0.5), {**cond(1), "sketch": ring})
+    channels = torch.nn.functional.pixel_shuffle(seen[0], SMALL.patch)[0]  # back to (3 + 1 + 1, 32, 32)
+    assert channels.shape == (5, 32, 32) and torch.equal(channels[3], ring[0, 0])
+    assert channels[4][radius < 8].min() == 1 and channels[4][radius > 13].max() == 0
+
+
 def test_configs_name_their_architecture_and_unknown_ones_are_a_model_error(tmp_path):
     save_tiny(randomised(SMALL_JIT), tmp_path / "jit")
     assert json.loads((tmp_path / "jit" / "config.json").read_text())["arch"] == "jit"
