@@ -137,12 +137,22 @@ class History:
         self._pending: list[Future] = []
 
     def add(self, image: Image.Image, sketch: np.ndarray, params: dict) -> Path:
-        entry = time.strftime("%Y%m%d-%H%M%S") + "-" + f"{time.time_ns() & 0xFFFFFF:06x}"
-        path = self.folder / f"{entry}.png"
         with self._lock:
+            path = self._new_path()
             save_png_with_metadata(image, sketch, params, path)
             self._prune()
         return path
+
+    def _new_path(self) -> Path:
+        """A free file name that sorts after every earlier entry: the local time to the second, then the
+        microseconds within it (ENTRY_RE; older folders' entries end in 6 hex digits and still match)."""
+        now = time.time_ns() // 1000
+        while True:
+            seconds, micros = divmod(now, 1_000_000)
+            path = self.folder / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(seconds))}-{micros:06d}.png"
+            if not path.exists():
+                return path
+            now += 1
 
     def _prune(self) -> None:
         """Keep the newest `keep` entries on disk."""

@@ -209,7 +209,10 @@ def test_a_settings_change_that_is_not_kept_adds_no_history_and_the_disk_is_capp
     sessions.history.keep = 3
     for seq in range(5, 11):
         sessions.live_generate(payload(seq, final=True, seed=seq))
-    assert len(list(sessions.history.folder.glob("*.png"))) == 3
+    sessions.history.flush()  # the pen-up frames' files are written on the history thread
+    kept = sorted(sessions.history.folder.glob("*.png"))
+    assert len(kept) == 3  # and they are the newest three, though all six came within a second or two
+    assert [read_png_metadata(path)[0]["seed"] for path in kept] == [8, 9, 10]
 
 
 def test_closed_idle_and_surplus_sessions_are_forgotten_with_the_workers_memory(sessions, monkeypatch):
