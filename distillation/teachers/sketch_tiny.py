@@ -24,8 +24,8 @@ def _sketch_tiny(path: str | None) -> nn.Module:
 def full_config():
     """The architecture the offline presets train (issue #20): SketchTinyNet at 256 px, 8 px space-to-depth, channels
     (64, 128, 256), 13.3 M parameters, reading the prompt's colour words and the sketch's silhouette. (SketchJiT at
-    JiTConfig's defaults drew patchy mosaics with its 16 px token
-    grid in view after 3000 steps; the U-Net draws no grid.)"""
+    JiTConfig's defaults drew patchy mosaics with its 16 px token grid in view after 3000 steps; the U-Net draws no
+    grid.)"""
     from pipelines.tiny import TinyConfig
 
     return TinyConfig(resolution=256, patch=8, channels=(64, 128, 256), colour_words=True, silhouette=True)
