@@ -92,8 +92,10 @@ def provenance(cfg: JobConfig) -> tuple[str, str]:
         "image_folder": f"the pictures in {dc.path}",
     }[dc.kind]
     where.append(f"data: {data}")
-    if tc.random:
+    if tc.random and dc.kind == "synthetic":
         licence = "no weights (random initialisation)"
+    elif tc.random:  # pre-training from scratch: the weights are the data's
+        licence = f"trained from random initialisation on {data}: {tc.licence or 'the licences of that data apply'}"
     else:
         licence = f"teacher weights ({tc.path}): {tc.licence or 'the licence of those weights applies'}"
     if cfg.student.init:

@@ -179,3 +179,6 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
 
     source, licence = provenance(load_config(PRESETS / "tiny_scm_ladd.toml"))
     assert licence == "no weights (random initialisation)" and "random weights (tiny, seed 0)" in source
+    pairs = [f"--data.path={json.dumps(str(tmp_path))}"]  # pre-trained from scratch on prepared pairs
+    _, licence = provenance(load_config(PRESETS / "sketch_tiny_teacher.toml", pairs))
+    assert "trained from random initialisation on prepared pairs" in licence and "pairs.jsonl" in licence
