@@ -97,3 +97,16 @@ class FeatureAdversary:
         loss = 0.5 * (nnf.relu(1 - d_real).mean() + nnf.relu(1 + d_fake).mean())
         accuracy = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
         return {"loss": loss, "d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach(), "d_acc": accuracy}
+
+
+def feature_adversary(network: str, *, resolution: int, text_dim: int, sigma_d: float) -> FeatureAdversary | None:
+    """A method's optional feature discriminator: None when `network` is "" (off)."""
+    if not network:
+        return None
+    return FeatureAdversary(network=network, resolution=resolution, text_dim=text_dim, sigma_d=sigma_d)
+
+
+def joint_heads_loss(ladd: dict[str, Tensor], feature: dict[str, Tensor]) -> dict[str, Tensor]:
+    """One discriminator update for LADD's heads and the feature heads: the losses summed, both sets of logs kept
+    (the feature ones prefixed "feature_")."""
+    return {**ladd, "loss": ladd["loss"] + feature["loss"], **{f"feature_{k}": v.detach() for k, v in feature.items()}}

@@ -23,7 +23,7 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from distillation.methods.base import RoleSpec, mean_flat
-from distillation.methods.feature_adv import FeatureAdversary
+from distillation.methods.feature_adv import feature_adversary, joint_heads_loss
 from distillation.methods.ladd import LADD
 from pipelines.parameterization import SIGMA_D
 from pipelines.text import PROMPT_DIM
@@ -108,11 +108,9 @@ class PairedLADD(LADD):
         self.texture_weight, self.texture_levels = texture_weight, texture_levels  # band-spread matching (0 = off)
         # max_time_prob: share of student passes from pure noise (t = pi/2), the 1-step sampling the app uses
         # "" = off; "efficientnet_lite1" | "efficientnet_lite2": ADD's discriminator on clean pictures, folder = real
-        self.feature = None
-        if feature_net:
-            self.feature = FeatureAdversary(
-                network=feature_net, resolution=feature_resolution, text_dim=feature_text_dim, sigma_d=sigma_d
-            )
+        self.feature = feature_adversary(
+            feature_net, resolution=feature_resolution, text_dim=feature_text_dim, sigma_d=sigma_d
+        )
         self.feature_weight = feature_weight
 
     def roles(self) -> dict[str, RoleSpec]:
@@ -129,12 +127,7 @@ class PairedLADD(LADD):
             with torch.no_grad():
                 fake = self.generate(batch)
             ladd = self.discriminator_loss(batch, fake)
-            feature = self.feature.discriminator_loss(batch["x0"], fake, batch.get("cond"))
-            return {
-                **ladd,
-                "loss": ladd["loss"] + feature["loss"],
-                **{f"feature_{key}": value.detach() for key, value in feature.items()},
-            }
+            return joint_heads_loss(ladd, self.feature.discriminator_loss(batch["x0"], fake, batch.get("cond")))
         if role != "student":
             return super().loss(role, batch, step)
         x_hat0 = self.generate(batch)

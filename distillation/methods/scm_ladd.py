@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from distillation.methods.base import Method, RoleSpec
-from distillation.methods.feature_adv import FeatureAdversary
+from distillation.methods.feature_adv import feature_adversary, joint_heads_loss
 from distillation.methods.ladd import LADD
 from distillation.methods.scm import SCM
 from pipelines.parameterization import SIGMA_D
@@ -68,11 +68,9 @@ class SCMLADD(Method):
         )
         self.scm_weight, self.adv_weight = scm_weight, adv_weight  # SANA-Sprint: 1.0 and 0.5
         # "" = off; "efficientnet_lite1" | "efficientnet_lite2": ADD's frozen feature network (pixel-space students)
-        self.feature = None
-        if feature_net:
-            self.feature = FeatureAdversary(
-                network=feature_net, resolution=feature_resolution, text_dim=feature_text_dim, sigma_d=sigma_d
-            )
+        self.feature = feature_adversary(
+            feature_net, resolution=feature_resolution, text_dim=feature_text_dim, sigma_d=sigma_d
+        )
         self.feature_weight = feature_weight  # its weight in L_G (ADD: lambda = 2.5 against a distillation loss)
 
     def roles(self) -> dict[str, RoleSpec]:
@@ -110,10 +108,5 @@ class SCMLADD(Method):
             with torch.no_grad():
                 fake = self.ladd.generate(batch)
             ladd = self.ladd.discriminator_loss(batch, fake)
-            feature = self.feature.discriminator_loss(batch["x0"], fake, batch.get("cond"))
-            return {
-                **ladd,
-                "loss": ladd["loss"] + feature["loss"],
-                **{f"feature_{key}": value.detach() for key, value in feature.items()},
-            }
+            return joint_heads_loss(ladd, self.feature.discriminator_loss(batch["x0"], fake, batch.get("cond")))
         return self.ladd.loss(role, batch, step)
