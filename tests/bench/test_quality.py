@@ -40,11 +40,16 @@ def test_quality_reports_fd_and_edge_f1_for_every_step_count_and_saves_the_grid(
     assert report["n"] == 4 and set(report["fd_effnet"]) == with_real and set(report["edge_f1"]) == with_real
     assert set(report["kid_effnet"]) == with_real
     assert all(v >= 0 for v in report["fd_effnet"].values()) and "not comparable to FID" in report["fd_label"]
-    assert set(report["checks"]) == {
-        "fd_student1_le_1.3x_teacher@2",
-        "fd_student1_le_0.5x_teacher@1",
+    assert set(report["checks"]) == {  # issue 20: FD as its excess over the real-vs-real floor
+        "excess_student1_le_0.75x_teacher@1",
+        "excess_student1_le_1.2x_teacher@2",
         "edge_f1_student1_ge_0.9x_teacher@2",
     }
+    fd = report["fd_effnet"]
+    excess = fd["student@1"] - fd["real images"]
+    assert report["checks"]["excess_student1_le_1.2x_teacher@2"] == (
+        excess <= 1.2 * (fd["teacher@2"] - fd["real images"])
+    )
     from PIL import Image
 
     assert Image.open(tmp_path / "grid.png").size == (4 * 32, 4 * 32)  # sketch | teacher@2 | student@1 | student@2

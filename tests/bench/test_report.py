@@ -78,7 +78,7 @@ def test_the_generated_sentences_have_their_blocks_in_the_docs():
         assert f"<!-- {name}:begin -->" in docs, name
 
 
-def test_quality_checks_name_each_bound_and_its_verdict():
+def test_quality_checks_measure_fd_above_the_real_vs_real_floor():
     report_ = {
         "_file": "q.json",
         "model": "m",
@@ -86,15 +86,16 @@ def test_quality_checks_name_each_bound_and_its_verdict():
         "fd_effnet": {"teacher@1": 100.0, "teacher@8": 50.0, "student@1": 60.0, "real images": 40.0},
         "edge_f1": {"teacher@8": 0.5, "student@1": 0.5},
         "checks": {
-            "fd_student1_le_1.3x_teacher@8": True,
-            "fd_student1_le_0.5x_teacher@1": False,
+            "excess_student1_le_0.75x_teacher@1": True,
+            "excess_student1_le_1.2x_teacher@8": False,
             "edge_f1_student1_ge_0.9x_teacher@8": True,
         },
     }
     text = quality_checks(report_)
-    assert "FD(student@1) 60.0 <= 1.3 x FD(teacher@8) 50.0 = 65.0: pass" in text
+    assert "floor FD 40.0; excess over it: student@1 20.0, teacher@1 60.0, teacher@8 10.0" in text
+    assert "excess(student@1) 20.0 <= 0.75 x excess(teacher@1) 60.0 = 45.0: pass" in text
+    assert "excess(student@1) 20.0 <= 1.2 x excess(teacher@8) 10.0 = 12.0: fail" in text
     assert "edge F1(student@1) 0.500 >= 0.9 x edge F1(teacher@8) 0.500 = 0.450: pass" in text
-    assert "0.5 x FD(teacher@1) 100.0 = 50.0: fail (that bound is 10.0 above" in text
 
 
 def test_toy_summary_counts_passes_and_names_every_run_at_the_lowest_precision():

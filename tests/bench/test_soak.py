@@ -28,3 +28,14 @@ def test_soak_smoke_answers_every_request_and_reports_memory_and_latency(tmp_pat
     assert report["rss_after_warmup_mb"] > 0 and report["rss_end_mb"] > 0
     assert report["frames_single"] > 0 and report["frames_foreground"] > 0
     assert set(report["stages_foreground_p50_ms"]) >= {"queue", "engine", "round_trip"}
+    assert set(report["stages_foreground_tail_p50_ms"]) >= {"queue", "engine", "round_trip"}  # where the p95 goes
+
+
+def test_tail_stages_are_the_medians_of_the_slowest_frames():
+    from bench.soak import tail_stage_p50
+
+    rows = [{"s2p": float(k), "engine": 1.0, "queue": 0.0} for k in range(1, 19)]
+    rows += [{"s2p": 500.0 + k, "engine": 400.0, "queue": 90.0} for k in range(2)]  # the frames at the p95 and above
+    tail = tail_stage_p50(rows)
+    assert tail["engine"] == 400.0 and tail["queue"] == 90.0
+    assert tail_stage_p50([]) == {}
