@@ -3,6 +3,7 @@
 from distillation.methods.base import Method, RoleSpec
 from distillation.methods.dmd2 import DMD2
 from distillation.methods.flow_matching import FlowMatching
+from distillation.methods.guidance import GuidanceDistillation
 from distillation.methods.ladd import LADD
 from distillation.methods.lcm import LCM
 from distillation.methods.paired_ladd import PairedLADD
@@ -19,11 +20,13 @@ METHODS: dict[str, type[Method]] = {
     "lcm": LCM,
     "paired_ladd": PairedLADD,  # fine-tuning a student on a folder of pictures
     "flow_matching": FlowMatching,  # teacher pre-training on the same trainer
+    "guidance": GuidanceDistillation,  # CFG folded into one pass (a start for sCM)
 }
 
 __all__ = [
     "DMD2",
     "FlowMatching",
+    "GuidanceDistillation",
     "LADD",
     "LCM",
     "METHODS",

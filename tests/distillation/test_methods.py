@@ -214,7 +214,8 @@ def test_minimum_batches():
     assert TwinFlow().min_batch == 4 and SCM().min_batch == 1 and LCM().min_batch == 1
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+# guidance distillation needs a conditional batch with CFG scales (its own tests: test_guidance.py)
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"guidance"}))
 def test_only_declared_trainable_parameters_change(name, teacher, batch):
     """Six plan steps (DMD2's student first moves once the fake score has left the teacher; sCM's once r > 0)."""
     method = make_method(name)
