@@ -198,9 +198,15 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
             preview,
             None,
         )
-        model.change(
-            lambda name: registry.get(name).resolution if name in registry.specs() else gr.skip(), model, resolution
-        )
+
+        def model_resolution(name):
+            """The chosen model's native size, with the choices rebuilt: a model made after the page was built (a
+            fine-tune at another size) has its size listed too, so the control never shows an empty value."""
+            if name not in registry.specs():
+                return gr.skip()
+            return gr.Dropdown(choices=resolution_choices(registry), value=registry.get(name).resolution)
+
+        model.change(model_resolution, model, resolution)
         history.select(restore, None, [prompt, seed, steps, strength, model])
         shown_history = gr.State(None)  # per browser tab: the entries its gallery shows
 
