@@ -29,9 +29,9 @@ SESSION_JS = "(s) => [window.__ss ? window.__ss.session : s]"
 LOAD_SKETCH_JS = "(img) => { if (img && img.url && window.__ss) window.__ss.loadImage(img.url); }"
 
 
-def resolution_choices(registry: Registry) -> list[int]:
-    """The Resolution control's choices: the usual sizes and every model's native one."""
-    return sorted({*RESOLUTIONS, *(spec.resolution for spec in registry.specs().values())})
+def resolution_choices(specs: dict) -> list[int]:
+    """The Resolution control's choices: the usual sizes and every listed model's native one (`registry.specs()`)."""
+    return sorted({*RESOLUTIONS, *(spec.resolution for spec in specs.values())})
 
 
 def models_table(registry: Registry) -> list[list]:
@@ -105,7 +105,7 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
                 steps = gr.Slider(1, 4, value=spec.steps, step=1, label="Steps", scale=1)
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength", scale=1)
                 resolution = gr.Dropdown(
-                    resolution_choices(registry), value=spec.resolution, label="Resolution", scale=1
+                    resolution_choices(registry.specs()), value=spec.resolution, label="Resolution", scale=1
                 )
             live_canvas(sessions.live_generate, sessions.live_refine)
             with gr.Row():
@@ -202,9 +202,10 @@ def build_blocks(sessions: LiveSessions, registry: Registry, default_model: str,
         def model_resolution(name):
             """The chosen model's native size, with the choices rebuilt: a model made after the page was built (a
             fine-tune at another size) has its size listed too, so the control never shows an empty value."""
-            if name not in registry.specs():
+            specs = registry.specs()  # one read of the manifest folder per change
+            if name not in specs:
                 return gr.skip()
-            return gr.Dropdown(choices=resolution_choices(registry), value=registry.get(name).resolution)
+            return gr.Dropdown(choices=resolution_choices(specs), value=specs[name].resolution)
 
         model.change(model_resolution, model, resolution)
         history.select(restore, None, [prompt, seed, steps, strength, model])
