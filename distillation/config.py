@@ -24,7 +24,7 @@ PRECISIONS = ("no", "bf16", "fp16")
 DTYPES = ("float32", "bfloat16", "float16")
 RANDOM_SIZES = ("", "tiny", "full")
 DATA_KINDS = ("synthetic", "sketch_pairs", "image_folder")
-SELECT_METRICS = ("fd_effnet",)
+SELECT_METRICS = ("fd_effnet", "fd_colour")  # lower is better (distillation/validate.py)
 # image_folder line extractors (distillation.data.folder_lines): ours, then controlnet-aux's (pipelines.lines.AUX)
 DATA_SKETCHES = ("canny", "lineart", "hed", "aux_hed", "aux_pidinet", "aux_lineart")
 # Keys a resumed job may change (schedules of side effects, not of the training state).
@@ -141,7 +141,8 @@ class SelectConfig:
     n: int = 200  # validation pairs: a seeded pick of the prepared *training* split (never the held-out one),
     # outside data.split's teacher pool when it is one
     steps: int = 1  # student sampling steps scored
-    metric: str = "fd_effnet"  # lower is better: FD-EffNetLite0 against the validation pairs' real images
+    metric: str = "fd_effnet"  # lower is better: FD-EffNetLite0 against the validation pairs' real images, or
+    # fd_colour: that FD x (2 - the share of the pairs' colour words the pictures show)
     seed: int = 0
 
 

@@ -48,7 +48,7 @@ from distillation.roles import AdapterView, build_roles, enable_gradient_checkpo
 from distillation.run_folder import append_metrics, finite_or_none, truncate_metrics, write_status
 from distillation.teachers import build_teacher
 from distillation.teachers.base import Teacher, TeacherError
-from distillation.validate import BEST_FOLDER, Best, Validator, score_student
+from distillation.validate import BEST_FOLDER, Best, Validator, student_scores
 from pipelines.parameterization import SIGMA_D
 
 PROGRESS_MODES = ("auto", "bar", "json")
@@ -210,7 +210,7 @@ class Trainer:
                 raise ConfigError(f"select: {error}") from error
             if resume is not None:
                 self.best = Best.load(self.out / BEST_FOLDER, up_to=self.step)
-        if self.is_main:
+        if self.is_main and not self.export_only:  # re-exports and re-scores leave the record of how it trained
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(tomli_w.dumps(config_to_dict(cfg)))
 
@@ -400,33 +400,41 @@ class Trainer:
             )
 
     def validate(self) -> None:
-        """Score the EMA student on the validation pairs (main process, forked RNGs: validate.score_student); keep it
+        """Score the EMA student on the validation pairs (main process, forked RNGs: validate.student_scores); keep it
         in <run>/best/ when it is the best."""
         sc, validator = self.cfg.select, self.validator
         if validator is None:
             return
         started = time.perf_counter()
-        weights = self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
-        render = lambda batch, noise: self.student_images(batch, noise, sc.steps, weights)  # noqa: E731
-        guidance = middle_guidance(self.cfg.data.guidance)
-        score = score_student(
-            validator, render, metric=sc.metric, teacher=self.teacher, guidance=guidance, device=self.device
-        )
+        scores = self.validation_scores()
+        score = scores[sc.metric]
         if math.isfinite(score) and (self.best is None or score < self.best.score):
-            kept = {k: v.detach().cpu().clone() for k, v in weights.items()}
+            kept = {k: v.detach().cpu().clone() for k, v in self.validated_weights().items()}
             self.best = Best(step=self.step, score=score, ema=kept)
             self.best.save(self.out / BEST_FOLDER, sc.metric)
-        key = f"val/{sc.metric}@{sc.steps}"
+        values = {f"val/{name}@{sc.steps}": value for name, value in scores.items()}
         self.emit(
             {
                 "event": "validate",
                 "step": self.step,
-                key: round(score, 3),
+                **{key: round(value, 3) for key, value in values.items()},
                 "best_step": self.best.step if self.best else None,
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        append_metrics(self.out, {"step": self.step, "time": time.time(), key: finite_or_none(score)})
+        row = {key: finite_or_none(value) for key, value in values.items()}
+        append_metrics(self.out, {"step": self.step, "time": time.time(), **row})
+
+    def validated_weights(self) -> dict[str, Tensor]:
+        """The weights validation scores: the EMA student, or the student itself without EMA."""
+        return self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
+
+    def validation_scores(self) -> dict[str, float]:
+        """Every validation score (validate.Validator.score) of the EMA student's pictures at select.steps."""
+        weights, steps = self.validated_weights(), self.cfg.select.steps
+        render = lambda batch, noise: self.student_images(batch, noise, steps, weights)  # noqa: E731
+        guidance = middle_guidance(self.cfg.data.guidance)
+        return student_scores(self.validator, render, teacher=self.teacher, guidance=guidance, device=self.device)
 
     def export(self) -> dict[str, Any]:
         """EMA student (or, with selection, the best validated one) -> weights + manifest (main process); returns

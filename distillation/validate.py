@@ -5,6 +5,11 @@ SANA-Sprint's adversarial half oscillates, so the last step is a lottery: the of
 pick of the prepared *training* split (the held-out split stays unseen, so bench.quality still measures the
 exported student honestly), outside the teacher pool when LADD trains on one; the score is FD-EffNetLite0
 (distillation.metrics) between the student's pictures and those pairs' real images. Lower is better.
+
+FD alone is nearly colour-blind: the 256 px student's FD improved while its pictures darkened into the same mottle for
+every colour word. `fd_colour` also reads colour: each picture and its pair's real image are named with the captions'
+own colour words (distillation.data.colours, on the pixels that are not paper) and the score is the FD inflated by
+the share of the real image's colour words the picture misses: FD x (2 - colour recall).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from distillation.batching import PairsAsItems, make_batch
 from distillation.teachers.base import Teacher
 
 BEST_FOLDER = "best"  # <run>/best/: ema.safetensors + best.json, the selected EMA student
+PAPER_DELTA_E = 12.0  # a pixel further than this (CIE76) from white paper is drawing, for colour naming
 
 
 def validation_indices(count: int, n: int, *, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -70,6 +76,33 @@ class Best:
             return None
 
 
+def drawing_alpha(rgb: np.ndarray) -> np.ndarray:
+    """255 where an RGB uint8 picture (h, w, 3) is not white paper (CIE76 distance > PAPER_DELTA_E), else 0."""
+    from distillation.data.colours import to_lab
+
+    lab = to_lab(rgb)
+    distance = np.sqrt((lab[..., 0] - 100.0) ** 2 + lab[..., 1] ** 2 + lab[..., 2] ** 2)
+    return np.where(distance > PAPER_DELTA_E, 255, 0).astype(np.uint8)
+
+
+def picture_colours(rgb: np.ndarray) -> list[str]:
+    """The basic colour words of a picture's drawing (its pixels that are not paper), as captions name them."""
+    from distillation.data.colours import colour_words
+
+    return colour_words(rgb, drawing_alpha(rgb))[0]
+
+
+def colour_recall(images: np.ndarray, real: np.ndarray) -> float:
+    """Mean share of each real image's colour words that the picture made from its pair also shows (pairs whose real
+    image names no colour are skipped; 1.0 when none names one)."""
+    shares = []
+    for image, reference in zip(images, real, strict=True):
+        wanted = set(picture_colours(reference))
+        if wanted:
+            shares.append(len(wanted & set(picture_colours(image))) / len(wanted))
+    return float(np.mean(shares)) if shares else 1.0
+
+
 class Validator:
     """Validation pairs from a prepared sketch-pairs folder and the FD of pictures against their real images."""
 
@@ -97,26 +130,28 @@ class Validator:
         return self.pairs[int(self.indices[k])]
 
     def score(self, images: np.ndarray) -> dict[str, float]:
-        """{"fd_effnet": FD-EffNetLite0 of uint8 pictures (n, h, w, 3) against the validation pairs' images}."""
+        """Scores of uint8 pictures (n, h, w, 3), one per validation pair in order: fd_effnet (FD-EffNetLite0 against
+        the pairs' images), colour_recall (of the pairs' own colour words) and fd_colour = fd_effnet x (2 - recall)."""
         from distillation.metrics import effnet_features, frechet_distance
 
         if self._reference is None:
             self._reference = effnet_features(self.real)
         with torch.inference_mode():
             features = effnet_features(images)
-        return {"fd_effnet": frechet_distance(features, self._reference)}
+        fd = frechet_distance(features, self._reference)
+        recall = colour_recall(images, self.real)
+        return {"fd_effnet": fd, "colour_recall": recall, "fd_colour": fd * (2.0 - recall)}
 
 
-def score_student(
+def student_scores(
     validator: Validator,
     render: Callable[[dict, Tensor], Tensor],
     *,
-    metric: str,
     teacher: Teacher,
     guidance: Sequence[float],
     device: torch.device,
-) -> float:
-    """The validator's `metric` of the student's pictures of its pairs, render(batch, unit noise) -> uint8 (b, h, w, 3)
+) -> dict[str, float]:
+    """The validator's scores of the student's pictures of its pairs, render(batch, unit noise) -> uint8 (b, h, w, 3)
     from each pair's fixed seed, 32 at a time. Runs under forked torch, numpy and Python RNGs (scoring included), so a
     run with selection trains exactly like one without."""
     as_items = PairsAsItems(validator.pairs)
@@ -130,7 +165,7 @@ def score_student(
             noise = torch.stack([torch.randn(teacher.sample_shape, generator=g) for g in seeds]).to(device)
             images.append(render(batch, noise).cpu().numpy())
         # inside the fork too: the first score builds EfficientNet-Lite0, whose init draws from the global RNG
-        score = validator.score(np.concatenate(images))[metric]
+        scores = validator.score(np.concatenate(images))
     np.random.set_state(host_rngs[0])
     random.setstate(host_rngs[1])
-    return score
+    return scores

@@ -14,7 +14,15 @@ from safetensors.torch import load_file
 
 from distillation.config import ConfigError, load_config
 from distillation.trainer import Trainer
-from distillation.validate import Best, Validator, item_seed, validation_indices
+from distillation.validate import (
+    Best,
+    Validator,
+    colour_recall,
+    drawing_alpha,
+    item_seed,
+    picture_colours,
+    validation_indices,
+)
 from tests.fakes import write_sketch_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +88,46 @@ def test_validator_scores_its_own_images_near_zero_and_noise_far(tmp_path):
     same = validator.score(validator.real)["fd_effnet"]
     noise = validator.score(np.random.default_rng(0).integers(0, 256, validator.real.shape, dtype=np.uint8))
     assert abs(same) < 1e-3 and noise["fd_effnet"] > 1.0
+
+
+def shapes_on_paper(*colours: tuple[int, int, int], size: int = 48) -> np.ndarray:
+    """White paper with one filled square per colour side by side (built without the code under test)."""
+    image = np.full((size, size, 3), 255, np.uint8)
+    width = size // len(colours)
+    for k, colour in enumerate(colours):
+        image[8:40, k * width + 2 : (k + 1) * width - 2] = colour
+    return image
+
+
+RED, BLUE, GREEN = (220, 30, 30), (0, 80, 220), (0, 160, 0)
+
+
+def test_colour_words_of_a_picture_read_its_drawing_not_its_paper():
+    picture = shapes_on_paper(RED)
+    alpha = drawing_alpha(picture)
+    assert alpha[0, 0] == 0 and alpha[20, 20] == 255
+    assert picture_colours(picture) == ["red"]
+    assert sorted(picture_colours(shapes_on_paper(RED, BLUE))) == ["blue", "red"]
+    assert picture_colours(np.full((16, 16, 3), 250, np.uint8)) == []  # paper alone names nothing
+
+
+def test_colour_recall_counts_the_real_images_words_the_picture_shows():
+    real = np.stack([shapes_on_paper(RED), shapes_on_paper(RED, BLUE), shapes_on_paper(GREEN)])
+    assert colour_recall(real, real) == 1.0
+    wrong = np.stack([shapes_on_paper(BLUE), shapes_on_paper(RED), shapes_on_paper(GREEN)])
+    assert colour_recall(wrong, real) == pytest.approx((0.0 + 0.5 + 1.0) / 3)
+    blank = np.full_like(real, 255)
+    assert colour_recall(blank, real) == 0.0 and colour_recall(real, blank) == 1.0  # nothing asked: nothing missed
+
+
+@needs_effnet
+def test_fd_colour_inflates_the_fd_by_the_missed_colour_words(tmp_path):
+    validator = Validator(pairs_with_pool(tmp_path / "pairs"), n=12, seed=0, exclude_pool=True)
+    validator.real = np.stack([shapes_on_paper(RED if k % 2 else BLUE) for k in range(12)])
+    same = validator.score(validator.real)
+    assert same["colour_recall"] == 1.0 and same["fd_colour"] == pytest.approx(same["fd_effnet"])
+    swapped = validator.score(validator.real[::-1].copy())  # 12 pictures, every colour swapped
+    assert swapped["colour_recall"] == 0.0 and swapped["fd_colour"] == pytest.approx(2 * swapped["fd_effnet"])
 
 
 def test_best_round_trips_and_a_rewound_run_drops_a_later_best(tmp_path):
