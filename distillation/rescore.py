@@ -1,5 +1,5 @@
-"""`python -m distillation.rescore RUN --metric fd_colour`: score every kept checkpoint of a run (its EMA student) on
-the run's validation pairs with another `[select]` metric, and optionally export the best one.
+"""`python -m distillation.rescore RUN --metric fd_colour`: score every kept checkpoint of a run (its EMA student) from
+select.start on, on the run's validation pairs with another `[select]` metric, and optionally export the best one.
 
 A run's selection is fixed while it trains; when the metric proves blind to something (FD to colour: the 256 px
 student darkened while its FD improved), its checkpoints can be re-judged without training again. Only validation
@@ -15,6 +15,13 @@ from pathlib import Path
 from distillation.config import SELECT_METRICS
 
 RESULT_FILE = "rescore.json"  # <run>/rescore.json: every checkpoint's scores and the pick
+
+
+def step_of(folder: Path) -> int:
+    """The step of a checkpoint folder named step_XXXXXXXX."""
+    from distillation.checkpoint import PREFIX
+
+    return int(folder.name[len(PREFIX) :])
 
 
 def pick(rows: Sequence[dict], metric: str) -> dict:
@@ -53,9 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.run / "config.toml", [*overrides, f"--select.metric={args.metric}"])
         if not config.select.every:
             raise ConfigError("the run has no [select] section: set select.every to name its validation pairs")
-        found = checkpoints(args.run / "checkpoints")
+        found = [folder for folder in checkpoints(args.run / "checkpoints") if step_of(folder) >= config.select.start]
         if not found:
-            raise CheckpointError(f"no checkpoints in {args.run / 'checkpoints'}")
+            where = args.run / "checkpoints"
+            raise CheckpointError(f"no checkpoints at or after step {config.select.start} in {where}")
         rows = []
         for folder in found:
             trainer = Trainer(config, args.run, resume=str(folder), progress="json", export_only=True)

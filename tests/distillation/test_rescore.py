@@ -1,5 +1,6 @@
-"""python -m distillation.rescore RUN: every kept checkpoint's EMA student scored on the run's validation pairs with
-another select metric, the lowest picked and, with --export, exported; the run's own record is left as it trained."""
+"""python -m distillation.rescore RUN: each kept checkpoint's EMA student from select.start on is scored on the run's
+validation pairs with another select metric, the lowest is picked and, with --export, exported; the run's own record is
+left as it trained."""
 
 import json
 
@@ -26,7 +27,7 @@ def test_rescore_scores_each_checkpoint_and_exports_the_best(tmp_path, capsys):
     root = pairs_with_pool(tmp_path / "pairs")
     args = overrides(root, tmp_path / "models", "--select.every=1", "--select.n=10", "--checkpoint_every=1")
     run = tmp_path / "run"
-    trainer = Trainer(load_config(PRESET, [*args, "--keep_checkpoints=5"]), run, progress="json")
+    trainer = Trainer(load_config(PRESET, [*args, "--keep_checkpoints=5", "--select.start=2"]), run, progress="json")
     trainer.setup()
     assert trainer.train() == 0
     record = (run / "config.toml").read_text()
@@ -34,7 +35,8 @@ def test_rescore_scores_each_checkpoint_and_exports_the_best(tmp_path, capsys):
     code = rescore.main([str(run), "--metric", "fd_colour", "--export", f"--export.models_dir={tmp_path / 'again'}"])
     assert code == 0, capsys.readouterr().err
     result = json.loads((run / "rescore.json").read_text())
-    assert [row["step"] for row in result["rows"]] == [1, 2, 3]
+    assert [row["step"] for row in result["rows"]] == [2, 3]  # from select.start on, as the run's own selection
+    assert rescore.step_of(checkpoints(run / "checkpoints")[1]) == 2
     assert all({"fd_effnet", "colour_recall", "fd_colour"} <= row.keys() for row in result["rows"])
     for row in result["rows"]:
         assert row["fd_colour"] == pytest.approx(row["fd_effnet"] * (2 - row["colour_recall"]))
