@@ -10,7 +10,9 @@ The app runs as `python app.py` in a child process (its resident memory is the a
    snapshot (every tenth a blank 4096x4096 PNG, as a hostile page would), read its reply and close.
 4. The tabs stop; once every request is answered the memory is read again.
 Tab 0 is the foreground tab; the others are told they are in the background (`window.__ss.foreground = false`),
-as a browser reports for tabs the person is not drawing in: headless Chromium reports every tab as focused.
+as a browser reports for tabs the person is not drawing in: headless Chromium reports every tab as focused. With
+--background sockets the background tabs are socket clients sending the request stream such a page sends (no browser):
+on a 2-core machine four more Chromium renderers take CPU the app would have on a server whose users draw elsewhere.
 Pass: memory at the end within --max-growth-mb of after warm-up, every request of every tab and socket answered
 (with its own seq), and the foreground tab's p95 stroke-to-pixel within --max-ratio of the single-tab run.
 """
@@ -156,6 +158,64 @@ async def draw_until(page, deadline: float, index: int, mode: str = "page") -> N
         k += 1
 
 
+BACKGROUND_THROTTLE_S = 0.25  # ui/canvas.js BACKGROUND_THROTTLE_MS: mid-stroke frames of a background tab
+
+
+async def socket_tab(port: int, deadline: float, index: int, model: str | None, counts: dict) -> None:
+    """A background tab without a browser (--background sockets): the request stream a background page sends while
+    drawing, on its own socket. Strokes as PAGE_DRAWER draws them (12 moves 16 ms apart, pen-up, 100 ms pause); a
+    mid-stroke snapshot when none is in flight and BACKGROUND_THROTTLE_S has passed, the pen-up snapshot once the one
+    in flight is answered (ui/canvas.js's rules for a tab that is not in the foreground). Snapshots are 256 px PNGs of
+    random strokes, encoded before the clock starts. `counts` gains sent, answered, wrong_seq and errors."""
+    from websockets.asyncio.client import connect
+
+    from ui import live_socket
+
+    rng = np.random.default_rng(100 + index)
+    snaps = [snapshot(rng, size=256) for _ in range(8)]
+    params = {"prompt": "a red house", "seed": 1, "steps": 1, "resolution": 256, **({"model": model} if model else {})}
+    session = f"background{index}-{os.getpid()}"
+    waiting: set[int] = set()
+    idle = asyncio.Event()
+    idle.set()
+    seq, last_send = 0, -1e9
+
+    async def send(ws, final: bool) -> None:
+        nonlocal seq, last_send
+        seq += 1
+        waiting.add(seq)
+        idle.clear()
+        last_send = time.monotonic()
+        counts["sent"] += 1
+        head = {"session": session, "seq": seq, "final": final, "foreground": False, "params": params}
+        await ws.send(live_socket.pack(head, snaps[seq % len(snaps)]))
+
+    async def receive(ws) -> None:
+        async for message in ws:
+            reply, _ = live_socket.unpack(message)
+            if reply.get("seq") in waiting:
+                waiting.discard(reply["seq"])
+                counts["answered"] += 1
+                counts["errors"] += reply.get("status") == "error"
+            else:
+                counts["wrong_seq"] += 1
+            if not waiting:
+                idle.set()
+
+    async with connect(f"ws://127.0.0.1:{port}{live_socket.PATH}", max_size=2**26) as ws:
+        reader = asyncio.create_task(receive(ws))
+        while time.monotonic() < deadline:
+            for _ in range(12):
+                await asyncio.sleep(0.016)
+                if idle.is_set() and time.monotonic() - last_send >= BACKGROUND_THROTTLE_S:
+                    await send(ws, False)
+            await idle.wait()
+            await send(ws, True)
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(idle.wait(), timeout=120)
+        reader.cancel()
+
+
 async def open_tab(context, url: str, foreground: bool):
     page = await context.new_page()
     await page.set_viewport_size({"width": 1280, "height": 1000})
@@ -166,7 +226,21 @@ async def open_tab(context, url: str, foreground: bool):
     return page
 
 
-STAGES = ("edit_to_send", "encode_browser", "round_trip", "server_total", "queue", "engine", "ipc", "decode", "paint")
+STAGES = (
+    "edit_to_send",
+    "encode_browser",
+    "round_trip",
+    "uplink",
+    "dispatch",
+    "server_total",
+    "queue",
+    "engine",
+    "ipc",
+    "downlink",
+    "handler",
+    "decode",
+    "paint",
+)
 
 
 async def breakdown_since(page, start: int) -> list[dict]:
@@ -221,9 +295,17 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
         await settle([front])
         single_rows = await breakdown_since(front, start)
 
-        pages = [front, *[await open_tab(c, url, False) for c in contexts[1:]]]
-        deadline = time.monotonic() + args.warmup_s
-        await asyncio.gather(*(draw_until(page, deadline, i, args.input) for i, page in enumerate(pages)))
+        by_socket = args.background == "sockets"
+        pages = [front] if by_socket else [front, *[await open_tab(c, url, False) for c in contexts[1:]]]
+        socket_tabs = args.tabs - 1 if by_socket else 0
+        counts = [{"sent": 0, "answered": 0, "wrong_seq": 0, "errors": 0} for _ in range(socket_tabs)]
+
+        def drawing(deadline: float) -> list:
+            """Every tab's drawing until `deadline`: the pages, and the socket tabs of --background sockets."""
+            tabs = [draw_until(page, deadline, i, args.input) for i, page in enumerate(pages)]
+            return tabs + [socket_tab(port, deadline, i + 1, args.model, c) for i, c in enumerate(counts)]
+
+        await asyncio.gather(*drawing(time.monotonic() + args.warmup_s))
         await settle(pages)
         rss_warm = resident_mb(pid)
 
@@ -240,7 +322,7 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
                 samples.append(round(resident_mb(pid), 1))
                 await asyncio.sleep(10)
 
-        await asyncio.gather(sample(), *(draw_until(page, deadline, i, args.input) for i, page in enumerate(pages)))
+        await asyncio.gather(sample(), *drawing(deadline))
         await asyncio.to_thread(thread.join)
         tabs = await settle(pages)
         soaked_rows = await breakdown_since(front, start)
@@ -252,6 +334,7 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
     p95_single, p95_front = percentile(single, 0.95), percentile(soaked, 0.95)
     growth = rss_end - rss_warm
     tabs_ok = all(t["sent"] == t["answered"] and t["timeouts"] == 0 for t in tabs)
+    tabs_ok = tabs_ok and all(c["sent"] == c["answered"] and c["wrong_seq"] == 0 for c in counts)
     sockets_ok = churn["answered"] == args.connections
     ratio = p95_front / p95_single if p95_single else float("nan")
     return {
@@ -266,7 +349,9 @@ async def soak(url: str, pid: int, port: int, args: argparse.Namespace) -> dict:
         "rss_end_mb": round(rss_end, 1),
         "rss_growth_mb": round(growth, 1),
         "rss_samples_mb": samples,
+        "background": args.background,
         "tab_requests": tabs,
+        "socket_tab_requests": counts,
         "sockets": churn,
         "s2p_single_p50_ms": round(percentile(single, 0.5), 1),
         "s2p_single_p95_ms": round(p95_single, 1),
@@ -294,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("page", "cdp"),
         default="page",
         help="how the tabs draw: pointer events fired in the page, or mouse input over the devtools protocol",
+    )
+    parser.add_argument(
+        "--background",
+        choices=("pages", "sockets"),
+        default="pages",
+        help="the background tabs: Chromium pages (the harness's renderers share the CPU with the app), or socket "
+        "clients sending the same request stream without a browser (the app's own load alone)",
     )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=1000)

@@ -63,10 +63,12 @@ function connectSocket() {
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { socket.ws = ws; socket.retry = 0; stats.transport = "socket"; };
   ws.onmessage = (ev) => {
+    const receivedAt = performance.timeOrigin + performance.now();  // epoch ms, the clock of the server's send_at
     const view = new DataView(ev.data);
     const size = view.getUint32(0);
     const res = JSON.parse(new TextDecoder().decode(new Uint8Array(ev.data, 4, size)));
     if (ev.data.byteLength > 4 + size) res.bytes = new Uint8Array(ev.data, 4 + size);
+    res.received_at = receivedAt;
     const waiter = socket.pending.get(res.seq);
     if (waiter) { socket.pending.delete(res.seq); waiter(res); }
   };
@@ -109,14 +111,28 @@ async function generate(payload, snap) {
     new DataView(message.buffer).setUint32(0, head.length);
     message.set(head, 4);
     message.set(snap.bytes, 4 + head.length);
+    let sentAt = 0;
     const reply = new Promise((resolve) => {
       socket.pending.set(payload.seq, resolve);
+      sentAt = performance.timeOrigin + performance.now();
       ws.send(message);
     });
     const res = await withTimeout(reply, payload.seq, () => socket.pending.delete(payload.seq));
-    if (res.status !== "lost") return res;
+    if (res.status !== "lost") return { ...res, sent_at: sentAt };
   }
   return withTimeout(server.live_generate({ ...payload, image: snap.url }), payload.seq, () => {});
+}
+
+function socketLegs(res, t2) {
+  // Where a socket round trip went, from the page's and the server's epoch clocks (the same clock on one machine):
+  // uplink (page send -> server receive), dispatch (waiting for a worker thread and the event loop, outside the
+  // server's own timer), downlink (server send -> page handler) and handler (page handler -> this code).
+  if (!res.sent_at || !res.recv_at || !res.send_at || !res.received_at) return {};
+  const now = performance.timeOrigin + t2;
+  return {
+    uplink: res.recv_at - res.sent_at, dispatch: res.send_at - res.recv_at - (res.server_ms || 0),
+    downlink: res.received_at - res.send_at, handler: now - res.received_at,
+  };
 }
 
 async function decodeFrame(res) {
@@ -389,6 +405,7 @@ async function send(final, history = final, force = false) {
     seq, final, s2p, encode_browser: t1 - t0, round_trip: t2 - t1, server_total: res.server_ms || 0,
     queue: res.queue_ms || 0, engine: engineMs, encode_server: (res.timings && res.timings.encode) || 0,
     paint: painted - t2, decode: t3 - t2, edit_to_send: t0 - (editTime || t0), ipc: (res.timings && res.timings.ipc) || 0,
+    ...socketLegs(res, t2),
   });
   showHud(res, s2p);
   if (final && state.params.refine) refine(seq);

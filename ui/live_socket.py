@@ -3,7 +3,9 @@
 Gradio's server functions (JSON over HTTP, data URLs, Brotli) stay as the fallback; this path skips the JSON
 wrapping, base64 and compression of every frame. A message is `uint32 header length (big endian) | JSON header |
 image bytes`. Browser -> server: header {session, seq, final, params}, the snapshot (JPEG/PNG). Server -> browser:
-the reply dict of `LiveSessions.generate_frame` (+ `server_ms`, `mime`), then the JPEG frame or nothing. Every
+the reply dict of `LiveSessions.generate_frame` (+ `server_ms`, `mime`, and `recv_at` / `send_at`: epoch ms when the
+message arrived and when its reply left, so the page can tell the network and event loops from the server's work), then
+the JPEG frame or nothing. Every
 message is answered exactly once with its own seq (None when it has none), errors included.
 
 Each message is handled in its own task (as each HTTP call is), so a pen-up snapshot supersedes a queued one in the
@@ -19,6 +21,7 @@ import asyncio
 import json
 import logging
 import struct
+import time
 from urllib.parse import urlsplit
 
 import anyio
@@ -82,7 +85,7 @@ async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
     tasks: set[asyncio.Task] = set()
     seen: set[str] = set()
 
-    async def answer(message: bytes) -> None:
+    async def answer(message: bytes, received_at: float) -> None:
         seq = None
         jpeg = None
         try:
@@ -99,7 +102,9 @@ async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
             log.exception("live frame failed")
             reply = error_reply(seq, f"the server could not make this frame: {error}")
         reply["mime"] = "image/jpeg" if jpeg else ""
+        reply["recv_at"] = received_at  # epoch ms: the page's clock reads the same, so it can split its round trip
         async with send_lock:
+            reply["send_at"] = time.time() * 1e3
             try:
                 await websocket.send_bytes(pack(reply, jpeg or b""))
             except (WebSocketDisconnect, RuntimeError):
@@ -113,7 +118,7 @@ async def serve(websocket: WebSocket, sessions: LiveSessions) -> None:
             data = message.get("bytes")
             if data is None:
                 data = b""  # a text message is not a frame: answered with an error below
-            task = asyncio.create_task(answer(data))
+            task = asyncio.create_task(answer(data, time.time() * 1e3))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     except WebSocketDisconnect:

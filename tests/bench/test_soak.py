@@ -39,3 +39,22 @@ def test_tail_stages_are_the_medians_of_the_slowest_frames():
     tail = tail_stage_p50(rows)
     assert tail["engine"] == 400.0 and tail["queue"] == 90.0
     assert tail_stage_p50([]) == {}
+
+
+def test_soak_with_socket_background_tabs_answers_them_and_splits_the_round_trip(tmp_path):
+    """--background sockets: the background tabs are socket clients (no browser); each of their requests is answered
+    with its own seq, and the foreground's round trip is split into uplink, dispatch, server, downlink and handler."""
+    out = tmp_path / "soak.json"
+    command = [sys.executable, "-m", "bench.soak", "--tabs", "3", "--minutes", "0.1", "--connections", "4"]
+    command += ["--baseline-s", "3", "--warmup-s", "3", "--background", "sockets", "--out", str(out), "--json"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    report = json.loads(out.read_text())
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert report["background"] == "sockets" and len(report["socket_tab_requests"]) == 2
+    for tab in report["socket_tab_requests"]:
+        assert tab["sent"] > 0 and tab["answered"] == tab["sent"] and tab["wrong_seq"] == 0, tab
+    assert len(report["tab_requests"]) == 1 and report["pass_answered"], report
+    stages = report["stages_foreground_p50_ms"]
+    legs = stages["uplink"] + stages["dispatch"] + stages["server_total"] + stages["downlink"] + stages["handler"]
+    assert stages["server_total"] > 0 and stages["round_trip"] > 0
+    assert abs(legs - stages["round_trip"]) <= 0.5 * stages["round_trip"] + 5  # medians of parts, not of the whole
