@@ -270,7 +270,7 @@ class Trainer:
                     f"{self.world}: resumed with fresh RNG streams (not bit-exact)",
                 }
             )
-        if self.is_main:
+        if self.is_main and not self.export_only:  # a resumed run logs the rewound steps again; a re-export does not
             truncate_metrics(self.out, self.step)
 
     # -- one step

@@ -30,7 +30,7 @@ def test_rescore_scores_each_checkpoint_and_exports_the_best(tmp_path, capsys):
     trainer = Trainer(load_config(PRESET, [*args, "--keep_checkpoints=5", "--select.start=2"]), run, progress="json")
     trainer.setup()
     assert trainer.train() == 0
-    record = (run / "config.toml").read_text()
+    record, metrics = (run / "config.toml").read_text(), (run / "metrics.jsonl").read_text()
     capsys.readouterr()
     code = rescore.main([str(run), "--metric", "fd_colour", "--export", f"--export.models_dir={tmp_path / 'again'}"])
     assert code == 0, capsys.readouterr().err
@@ -50,6 +50,7 @@ def test_rescore_scores_each_checkpoint_and_exports_the_best(tmp_path, capsys):
     manifest = (tmp_path / "again" / "tiny-scm-ladd.toml").read_text()
     assert f"step {best['step']} picked by validation fd_colour" in manifest
     assert (run / "config.toml").read_text() == record  # the run's record says how it trained
+    assert (run / "metrics.jsonl").read_text() == metrics  # scoring step 2 does not rewind the log to step 2
 
 
 def test_rescore_refuses_a_run_without_validation_in_words(tmp_path, capsys):
