@@ -28,7 +28,7 @@ from ui.distill_views import estimate_text, job_rows, loss_frame, progress_text,
 from ui.finetune_form import check_ok, finetune_check, finetune_estimate, finetune_launch, free_name
 from ui.live import LiveSessions
 
-DEFAULT_PAIRS = "data/sketch_tiny/128"
+DEFAULT_PAIRS = "data/sketch_tiny/256"
 DEFAULT_MINUTES = 10
 TEACHER_SOURCES = [
     ("the preset's teacher", "preset"),
@@ -38,7 +38,7 @@ TEACHER_SOURCES = [
 ]
 DATA_KINDS = [
     ("synthetic: random samples and conditions of the teacher's shapes (built in, offline)", "synthetic"),
-    ("prepared sketch pairs: the bundled offline sets (OpenMoji, Open Clip Art, Tux Paint)", "sketch_pairs"),
+    ("prepared sketch pairs: the offline sets (emoji and icon sets, Open Clip Art, Tux Paint)", "sketch_pairs"),
     ("a folder of your images, each with an optional same-name .txt caption", "image_folder"),
 ]
 SKETCH_TITLES = {
@@ -50,7 +50,7 @@ SKETCH_TITLES = {
     "aux_lineart": "line art (controlnet-aux)",
 }
 DATA_NOTE = (
-    "Sketch pairs are made by `python -m distillation.data fetch`, then `prepare --resolution 128 --edges "
+    "Sketch pairs are made by `python -m distillation.data fetch`, then `prepare --resolution 256 --edges "
     "auto|hed|canny` (the sources' own outlines, else HED or Canny lines). A folder of images (png, jpg, webp, bmp; "
     "subfolders too) is prepared by the job itself on first use, or by its estimate: centre-cropped to the "
     "teacher's size, sketches drawn by the chosen extractor, captions embedded; an image without a caption (or "

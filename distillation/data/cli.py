@@ -3,7 +3,7 @@
 python -m distillation.data fetch                      # npm pack / apt-get download + dpkg-deb into data/cache
 python -m distillation.data prepare --resolution 256   # -> data/sketch_tiny/256/{train,heldout}.npz + manifest
 python -m distillation.data sheet --data data/sketch_tiny/256   # contact sheet of random train pairs
-python -m distillation.data folder PATH --resolution 128 --sketch canny   # your images (+ .txt captions) -> pairs
+python -m distillation.data folder PATH --resolution 256 --sketch canny   # your images (+ .txt captions) -> pairs
 python -m distillation.data teacher-pool               # the teacher's pictures for training sketches (pool.py)
 """
 
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, default=1, help="processes drawing items (same result for any number)")
     folder_p = commands.add_parser("folder", help="prepare a folder of images with optional same-name .txt captions")
     folder_p.add_argument("path", type=Path, help="the folder (searched recursively)")
-    folder_p.add_argument("--resolution", type=int, default=128, help="side in pixels: the teacher's sample size")
+    folder_p.add_argument("--resolution", type=int, default=256, help="side in pixels: the teacher's sample size")
     folder_p.add_argument("--sketch", default="canny", choices=list(FOLDER_SKETCHES), help="line extractor")
     folder_p.add_argument("--cache", type=Path, default=FOLDER_CACHE)
     pool_p = commands.add_parser("teacher-pool", help="the teacher's pictures for training sketches (a split)")

@@ -305,17 +305,25 @@ def test_configs_name_their_architecture_and_unknown_ones_are_a_model_error(tmp_
         load_tiny(tmp_path / "jit")
 
 
-def test_the_shipped_128_px_models_still_load_and_draw():
-    """assets/models/sketch-tiny* were written before "arch" existed: they load as the U-Net and draw."""
+def test_configs_written_before_arch_existed_load_as_the_unet(tmp_path):
+    """Model v1's config.json (and any folder written before "arch" existed) has no "arch": it loads as the U-Net."""
+    save_tiny(randomised(SMALL), tmp_path / "old")
+    raw = json.loads((tmp_path / "old" / "config.json").read_text())
+    (tmp_path / "old" / "config.json").write_text(json.dumps({k: v for k, v in raw.items() if k != "arch"}))
+    model = load_tiny(tmp_path / "old")
+    assert isinstance(model, SketchTinyNet) and model.config.resolution == 32
+
+
+def test_the_shipped_offline_models_load_at_256_px_with_colour_words_and_draw():
+    """assets/models/sketch-tiny* are model v2: 256 px U-Nets reading colour words and the sketch's silhouette."""
     for name in ("sketch-tiny", "sketch-tiny-teacher"):
-        folder = ROOT / "assets" / "models" / name
-        assert "arch" not in json.loads((folder / "config.json").read_text())
-        model = load_tiny(folder)
-        assert isinstance(model, SketchTinyNet) and model.config.resolution == 128
+        model = load_tiny(ROOT / "assets" / "models" / name)
+        assert isinstance(model, SketchTinyNet) and model.config.resolution == 256
+        assert model.config.colour_words and model.config.silhouette
     engine = Registry().load("sketch-tiny", "cpu")
-    control = engine.encode_control(np.zeros((512, 512, 3), np.uint8), (128, 128))
-    result = engine.generate(engine.encode_prompt(""), control, seed=0, steps=1, strength=1.0, resolution=(128, 128))
-    assert np.asarray(result.image).shape == (128, 128, 3) and isinstance(engine.teacher, SketchTinyNet)
+    control = engine.encode_control(np.zeros((512, 512, 3), np.uint8), (256, 256))
+    result = engine.generate(engine.encode_prompt(""), control, seed=0, steps=1, strength=1.0, resolution=(256, 256))
+    assert np.asarray(result.image).shape == (256, 256, 3) and isinstance(engine.teacher, SketchTinyNet)
 
 
 def test_jit_engine_draws_at_its_native_size_through_a_manifest(tmp_path):

@@ -11,13 +11,8 @@ from PIL import Image
 from bench.colour import colour_counts
 from bench.e2e import browser, open_canvas, running_app, shown_seq, wait_idle
 from bench.freehand import SKETCH_DIR, load_sketch
-from pipelines.registry import Registry
 from pipelines.strokes import CANVAS_SIZE
 
-# the 128 px sketch-tiny v1 ignores colour words (bench.freehand: colour hit rate at chance); the >= 256 px model of
-# issue 20 is the one that must pass, so the test is an expected failure only while v1 is the bundled model
-BUNDLED_V1 = Registry().get("sketch-tiny").resolution < 256
-V1_REASON = "issue 20: the bundled 128 px sketch-tiny v1 ignores colour words; this passes once model v2 ships"
 MIN_COLOUR_SHARE = 0.01  # and the prompted colour is really there: at least 1% of the picture, not a few pixels
 
 pytestmark = [
@@ -60,7 +55,6 @@ def shown_picture(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
-@pytest.mark.xfail(BUNDLED_V1, strict=False, reason=V1_REASON)
 def test_browser_free_hand_house_is_red_for_a_red_house_and_blue_for_a_blue_house(tmp_path):
     house = load_sketch(SKETCH_DIR / "house.json")
     with running_app(outputs=tmp_path) as (url, _), browser() as chromium:
