@@ -402,7 +402,7 @@ def e2e_pair_summary(rows: list[dict], name: str = "e2e_pair_e114b6b_cpu.jsonl")
 def summaries() -> dict[str, str]:
     """The generated sentences and small tables, by block name (absent when their JSON is)."""
     blocks = {}
-    if quality := one("quality_v2_staged") or one("quality_sketch_tiny"):
+    if quality := one("quality_sketch_tiny"):  # the shipped model's
         blocks["bench:quality_checks"] = quality_checks(quality)
     if latency := one("latency_sketch_tiny_cpu"):
         blocks["bench:latency_summary"] = latency_summary(latency)
