@@ -74,6 +74,7 @@ TABLES = {
         ("model", "model"),
         ("tabs", "tabs"),
         ("tabs draw by", "input"),
+        ("background tabs", "background"),  # empty before --background existed: Chromium pages
         ("minutes", "minutes"),
         ("sockets", "connections"),
         ("MB after warm-up", "rss_after_warmup_mb"),
