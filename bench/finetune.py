@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZE = 128
+SIZE = 128  # scenes' default side; the bench draws them at the base model's own resolution
 # clip-art colours of the source scenes, and the style's palette (risograph-like: ink, three spot colours, paper)
 COLOURS = {
     "red": (220, 40, 40),
@@ -184,12 +184,12 @@ def stylise(image: np.ndarray, seed: int) -> np.ndarray:
 PALETTE_SOURCE = np.array([(20, 20, 60), (225, 70, 90), (250, 180, 40), (60, 170, 90), (250, 250, 250)], np.float32)
 
 
-def style_folder(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
+def style_folder(folder: Path, n: int, *, seed: int = 0, size: int = SIZE) -> list[Path]:
     """Write n styled pictures into `folder`: captions in the file names, every fourth also a .txt caption."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(n):
-        picture, caption = scene(seed + k)
+        picture, caption = scene(seed + k, size)
         stem = "_".join(caption.split())[:80] + f"_{k:02d}"
         path = folder / f"{stem}.png"
         Image.fromarray(stylise(picture, seed + k)).save(path)
@@ -202,7 +202,7 @@ def style_folder(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
 # ---- the measurement ------------------------------------------------------------------------------------------------
 
 
-def held_out(folder: Path, cache: Path, n: int, *, seed: int) -> dict[str, np.ndarray]:
+def held_out(folder: Path, cache: Path, n: int, *, seed: int, size: int = SIZE) -> dict[str, np.ndarray]:
     """n held-out scenes (seeds apart from the style folder's), prepared like a person's folder: sketches by the
     preparation's extractor, captions from the file names. Returns sketches (n, h, w), text (n, 384), images."""
     import torch
@@ -212,10 +212,10 @@ def held_out(folder: Path, cache: Path, n: int, *, seed: int) -> dict[str, np.nd
 
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(n):
-        picture, caption = scene(seed + k)
+        picture, caption = scene(seed + k, size)
         Image.fromarray(picture).save(folder / f"{'_'.join(caption.split())}_{k:03d}.png")
     sketch = load_preset(FINETUNE_PRESET, [f"--data.path={json.dumps(str(folder))}"]).data.sketch
-    root, _ = prepare_folder(folder, resolution=SIZE, sketch=sketch, cache=cache, progress=False, name_captions=True)
+    root, _ = prepare_folder(folder, resolution=size, sketch=sketch, cache=cache, progress=False, name_captions=True)
     pairs = SketchPairs(root)
     items = [pairs[i] for i in range(len(pairs))]
     return {
@@ -266,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sketchsprint-finetune-") as scratch:
         work = (args.workdir or Path(scratch)).resolve()
         style_dir, models = work / "style", work / "models"
-        style_folder(style_dir, args.n_style, seed=0)
+        size = Registry().get(args.model).resolution  # the base model's native size: 256 px for sketch-tiny v2
+        style_folder(style_dir, args.n_style, seed=0, size=size)
         style = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(style_dir.glob("*.png"))])
-        data = held_out(work / "heldout", work / "cache", args.n_heldout, seed=100_000)
+        data = held_out(work / "heldout", work / "cache", args.n_heldout, seed=100_000, size=size)
         load_before = load_average()
 
         # the tab's default path: a quick estimate turns the budget into steps, then one training process
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
             "load_average_after": load_after,
-            "resolution": SIZE,
+            "resolution": size,
             "steps": 1,
             "budget_minutes": args.minutes,
             "n_style": len(style),
