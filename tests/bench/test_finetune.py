@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from bench.finetune import PALETTE, scene, style_folder, stylise
+from pipelines.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +71,7 @@ def test_finetune_bench_runs_the_tab_recipe_in_its_budget_and_reports_both_stude
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bench"] == "finetune" and report["device"] == "cpu" and report["budget_minutes"] == 0.3
     assert (report["n_style"], report["n_heldout"]) == (8, 8) and report["trained_steps"] >= 1
+    assert report["resolution"] == Registry().get("sketch-tiny").resolution  # scenes at the base model's own size
     assert set(report["fd_effnet_to_style"]) >= {"base", "fine-tuned"}
     assert set(report["edge_f1"]) == {"base", "fine-tuned"}
     assert report["fd_effnet_to_style"]["base"] != report["fd_effnet_to_style"]["fine-tuned"]  # the student moved
