@@ -347,6 +347,7 @@ def finetune_variants_table(rows: list[dict]) -> str:
     ]
     columns = [
         ("file:line", "_file"),
+        ("base px", "resolution"),
         ("`--set` overrides", "overrides"),
         ("load average before", "load"),
         ("planned steps", "planned_steps"),
