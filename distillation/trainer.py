@@ -413,20 +413,13 @@ class Trainer:
             self.best = Best(step=self.step, score=score, ema=kept)
             self.best.save(self.out / BEST_FOLDER, sc.metric)
         values = {f"val/{name}@{sc.steps}": value for name, value in scores.items()}
-        self.emit(
-            {
-                "event": "validate",
-                "step": self.step,
-                **{key: round(value, 3) for key, value in values.items()},
-                "best_step": self.best.step if self.best else None,
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
+        best, seconds = self.best.step if self.best else None, round(time.perf_counter() - started, 1)
+        rounded = {key: round(value, 3) for key, value in values.items()}
+        self.emit({"event": "validate", "step": self.step, **rounded, "best_step": best, "seconds": seconds})
         row = {key: finite_or_none(value) for key, value in values.items()}
         append_metrics(self.out, {"step": self.step, "time": time.time(), **row})
 
-    def validated_weights(self) -> dict[str, Tensor]:
-        """The weights validation scores: the EMA student, or the student itself without EMA."""
+    def validated_weights(self) -> dict[str, Tensor]:  # the EMA student, or the student itself without EMA
         return self.ema or {n: p.detach() for n, p in self.roles["student"].params.items()}
 
     def validation_scores(self) -> dict[str, float]:

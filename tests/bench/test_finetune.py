@@ -86,4 +86,5 @@ def test_finetune_bench_runs_the_tab_recipe_in_its_budget_and_reports_both_stude
     manifest = (tmp_path / "work" / "models" / "my-style.toml").read_text()
     assert str(tmp_path / "work" / "style") in manifest  # the folder is named in its licence and source
     with Image.open(sheet) as image:
-        assert image.size == (4 * 128, 8 * 128)  # sketch | base | fine-tuned | style, 8 rows
+        side = report["resolution"]
+        assert image.size == (4 * side, 8 * side)  # sketch | base | fine-tuned | style, 8 rows

@@ -122,13 +122,13 @@ def test_toy_summary_counts_passes_and_names_every_run_at_the_lowest_precision()
 def test_finetune_variants_rows_come_from_each_line_in_order(tmp_path, monkeypatch):
     base = {"recipe": "p.toml (paired LADD from m)", "fd_effnet_to_style": {"fine-tuned": 200.0}, "fd_drop": 0.1}
     base |= {"edge_f1": {"fine-tuned": 0.7}, "load_average_before": [1.0], "minutes": 9.5}
-    base |= {"planned_steps": 10, "trained_steps": 8}
+    base |= {"planned_steps": 10, "trained_steps": 8, "resolution": 256}
     lines = [base, {**base, "recipe": base["recipe"] + " --method.x=3", "fd_drop": -0.2}]
     (tmp_path / "v.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     markdown = finetune_variants_table(report.load_lines("v.jsonl"))
-    assert "| v.jsonl:1 | (none) | 1.00 | 10 | 8 | 9.50 | 200.0 | 10.0 % | 0.700 |" in markdown
-    assert "| v.jsonl:2 | --method.x=3 |" in markdown and "-20.0 %" in markdown
+    assert "| v.jsonl:1 | 256 | (none) | 1.00 | 10 | 8 | 9.50 | 200.0 | 10.0 % | 0.700 |" in markdown
+    assert "| v.jsonl:2 | 256 | --method.x=3 |" in markdown and "-20.0 %" in markdown
 
 
 def test_check_mode_reports_a_stale_block_and_writes_nothing(tmp_path):

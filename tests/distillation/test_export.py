@@ -174,7 +174,7 @@ def test_fine_tune_manifest_names_the_teachers_weights_the_starting_weights_and_
         torch.testing.assert_close(exported[name], value, rtol=0, atol=0)
     for text in (manifest.licence, manifest.source):
         assert str(teacher) in text and str(start) in text and str(folder) in text
-    assert "OpenMoji (CC BY-SA 4.0)" in manifest.licence and "random" not in manifest.licence
+    assert "per-pair licences in pairs.jsonl" in manifest.licence and "random" not in manifest.licence
     assert manifest.source.startswith("fine-tuned by distillation.train (paired_ladd, 1 steps)")
 
     source, licence = provenance(load_config(PRESETS / "tiny_scm_ladd.toml"))
