@@ -10,6 +10,12 @@ from pathlib import Path
 from distillation.export import ExportError
 
 
+def override_error(overrides: Sequence[str]) -> str | None:
+    """Why `overrides` cannot change a trained run (only export.* and teacher.licence can), or None."""
+    unsafe = [o for o in overrides if not o.lstrip("-").startswith(("export.", "teacher.licence"))]
+    return f"error: only export.* and teacher.licence can be overridden, not {unsafe[0]}" if unsafe else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Re-export a run's checkpoint (EMA student) with its saved config and optional overrides of export keys."""
     import argparse
@@ -26,9 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="the run folder (holds config.toml and checkpoints/)")
     parser.add_argument("--checkpoint", default="latest", help="'latest' or a checkpoint folder")
     args, overrides = parser.parse_known_args(argv)
-    unsafe = [o for o in overrides if not o.lstrip("-").startswith(("export.", "teacher.licence"))]
-    if unsafe:
-        print(f"error: only export.* and teacher.licence can be overridden, not {unsafe[0]}", file=sys.stderr)
+    if error := override_error(overrides):
+        print(error, file=sys.stderr)
         return 2
     try:
         config = load_config(args.run / "config.toml", overrides)

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from distillation.checkpoint import CheckpointError, checkpoints
     from distillation.config import ConfigError, load_config
     from distillation.export import ExportError
+    from distillation.reexport import override_error
     from distillation.trainer import Trainer
     from distillation.validate import Best
 
@@ -52,9 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default="fd_colour", choices=SELECT_METRICS)
     parser.add_argument("--export", action="store_true", help="export the best checkpoint's EMA student")
     args, overrides = parser.parse_known_args(argv)
-    unsafe = [o for o in overrides if not o.lstrip("-").startswith(("export.", "teacher.licence"))]
-    if unsafe:
-        print(f"error: only export.* and teacher.licence can be overridden, not {unsafe[0]}", file=sys.stderr)
+    if error := override_error(overrides):
+        print(error, file=sys.stderr)
         return 2
     try:
         config = load_config(args.run / "config.toml", [*overrides, f"--select.metric={args.metric}"])
